@@ -1,0 +1,47 @@
+# Two entry points: `make run` (try it) and `make test` (what CI runs).
+# Both create .venv on first use; the stamp files re-install only when the
+# dependency list or the constraints change.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test lint typecheck pytest install dev constraints clean
+
+run: $(VENV)/.installed
+	$(BIN)/thankly db upgrade
+	$(BIN)/thankly run
+
+test: $(VENV)/.installed-dev lint typecheck pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+# pytest exits 5 when it collected nothing; that is a failure here, as any non-zero is.
+pytest: $(VENV)/.installed-dev
+	$(BIN)/pytest
+
+install: $(VENV)/.installed
+dev: $(VENV)/.installed-dev
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: $(VENV)/bin/python pyproject.toml constraints.txt
+	$(BIN)/pip install -q -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/bin/python pyproject.toml constraints.txt
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+# Refresh the pinned versions after changing dependencies in pyproject.toml.
+constraints: $(VENV)/.installed-dev
+	$(BIN)/pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

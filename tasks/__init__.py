@@ -1,0 +1,1 @@
+"""Thin Celery tasks: they take ids, call a plain function in `worker`, and nothing more."""

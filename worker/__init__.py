@@ -1,0 +1,1 @@
+"""Thankly: CRM events in, well-timed personal thank-you letters out."""

@@ -1,0 +1,38 @@
+"""The Celery application. Configured from Settings at start-up; tasks live in `tasks/`."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from worker.settings import Settings
+
+app = Celery("thankly", set_as_current=False)
+
+
+def configure(settings: Settings) -> Celery:
+    app.conf.update(
+        broker_url=settings.effective_broker_url,
+        include=["tasks.intake"],
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        # A task is acknowledged after it ran; a worker killed mid-task gives it back.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue="thankly",
+        broker_connection_retry_on_startup=True,
+        # Fail fast when Redis is down: the webhook is already stored, the sweeper retries.
+        broker_connection_timeout=3,
+        broker_transport_options={
+            "socket_timeout": 5,
+            "socket_connect_timeout": 3,
+            "max_retries": 1,
+            "visibility_timeout": 3600,
+        },
+        task_publish_retry=False,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+    )
+    return app

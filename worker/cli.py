@@ -1,0 +1,254 @@
+"""The `thankly` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import httpx
+import typer
+from rich.console import Console
+
+from worker.settings import Settings, SettingsError, load_settings, redact_url
+
+app = typer.Typer(
+    help="Thankly: CRM events in, well-timed personal thank-you letters out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+event_app = typer.Typer(help="Send events to a running Thankly.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(event_app, name="event")
+
+out = Console()
+err = Console(stderr=True)
+
+HostOpt = Annotated[str, typer.Option("--host", help="Interface to listen on.")]
+PortOpt = Annotated[int, typer.Option("--port", help="TCP port.")]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        fail(str(exc), 2)
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _require_broker(settings: Settings, what: str) -> None:
+    if settings.broker_url is None:
+        fail(
+            f"THANKLY_BROKER_URL is not set: `thankly {what}` needs Redis "
+            "(the in-process broker exists only inside `thankly run`)",
+            2,
+        )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database schema to the newest version."""
+    from worker.migrate import upgrade
+
+    settings = _settings()
+    url = settings.effective_database_url
+    try:
+        upgrade(url)
+    except Exception as exc:
+        fail(f"migration failed on {redact_url(url)}: {type(exc).__name__}: {exc}")
+    out.print(f"database is up to date: {redact_url(url)}", highlight=False)
+
+
+@app.command()
+def run(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
+    """API + worker + scheduler in one process, on embedded defaults (try-out mode)."""
+    import uvicorn
+
+    from worker.embedded import celery_worker_thread, scheduler_thread
+    from worker.http.app import create_app
+    from worker.migrate import upgrade
+    from worker.runtime import build_runtime, set_runtime
+    from worker.secrets_store import secret_key, webhook_secrets
+
+    settings = _settings()
+    _setup_logging(settings)
+    secrets = webhook_secrets(settings, create=True)
+    secret_key(settings, create=True)
+    upgrade(settings.effective_database_url)
+    runtime = build_runtime(settings)
+    set_runtime(runtime)
+    from worker.celery_app import app as celery
+
+    url = f"http://{host}:{port}"
+    send_hint = "thankly event send --type deal.closed --email anna@example.org"
+    if url != settings.public_url:
+        send_hint += f" --url {url}/webhooks/generic"
+    source = "THANKLY_WEBHOOK_SECRETS" if settings.webhook_secrets else str(
+        settings.var_dir / "webhook_secret"
+    )
+    out.print(
+        f"\n[bold]Thankly is running at {url}[/]\n"
+        f"  database        {redact_url(settings.effective_database_url)}\n"
+        f"  broker          {'in-process' if settings.broker_url is None else redact_url(settings.broker_url)}\n"
+        f"  letters         {settings.smtp_url and redact_url(settings.smtp_url) or str(settings.outbox_dir) + '/ (.eml files)'}\n"
+        f"  webhook secret  {secrets[0]}  (from {source})\n\n"
+        f"Post a sample event from another terminal:\n  .venv/bin/{send_hint}\n",
+        highlight=False,
+        soft_wrap=True,
+    )
+    with celery_worker_thread(celery), scheduler_thread(runtime):
+        uvicorn.run(create_app(runtime), host=host, port=port, log_level="info")
+
+
+@app.command()
+def api(host: HostOpt = "0.0.0.0", port: PortOpt = 8000) -> None:  # noqa: S104 - a server
+    """The HTTP API alone (production; needs THANKLY_BROKER_URL)."""
+    import uvicorn
+
+    from worker.http.app import create_app
+    from worker.runtime import build_runtime, set_runtime
+    from worker.secrets_store import MissingSecretError
+
+    settings = _settings()
+    _require_broker(settings, "api")
+    _setup_logging(settings)
+    runtime = build_runtime(settings)
+    set_runtime(runtime)
+    try:
+        application = create_app(runtime)
+    except MissingSecretError as exc:
+        fail(str(exc), 2)
+    uvicorn.run(application, host=host, port=port, log_level="info", proxy_headers=True)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Parallel tasks.")] = 4,
+    pool: Annotated[str, typer.Option(help="Celery pool: prefork, threads, solo.")] = "prefork",
+) -> None:
+    """The Celery worker alone (production; needs THANKLY_BROKER_URL)."""
+    from worker.celery_app import app as celery
+    from worker.runtime import build_runtime, set_runtime
+
+    settings = _settings()
+    _require_broker(settings, "worker")
+    _setup_logging(settings)
+    set_runtime(build_runtime(settings))
+    celery.worker_main(
+        ["worker", f"--concurrency={concurrency}", f"--pool={pool}", "--without-gossip",
+         f"--loglevel={settings.log_level.upper()}"]
+    )
+
+
+@app.command()
+def scheduler() -> None:
+    """The scheduler loop alone: enqueues what is due, re-enqueues what was lost."""
+    import signal
+
+    from worker import scheduler as loop
+    from worker.runtime import build_runtime, set_runtime
+
+    settings = _settings()
+    _require_broker(settings, "scheduler")
+    _setup_logging(settings)
+    runtime = build_runtime(settings)
+    set_runtime(runtime)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    logging.getLogger(__name__).info("scheduler started")
+    loop.run_forever(runtime, stop)
+
+
+def _event_body(file: Path | None, event_type: str | None, email: str | None) -> bytes:
+    if file is not None:
+        if event_type or email:
+            fail("give either FILE or --type/--email, not both", 2)
+        try:
+            body = file.read_bytes()
+        except OSError as exc:
+            fail(f"cannot read {file}: {exc.strerror}", 2)
+        try:
+            json.loads(body)
+        except ValueError as exc:
+            fail(f"{file} is not valid JSON: {exc}", 2)
+        return body
+    if not (event_type and email):
+        fail("give an event FILE, or both --type and --email", 2)
+    document = {
+        "type": event_type,
+        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "data": {"contact": {"email": email}},
+    }
+    return json.dumps(document).encode()
+
+
+@event_app.command("send")
+def event_send(
+    file: Annotated[Path | None, typer.Argument(help="Event JSON file (generic format).")] = None,
+    event_type: Annotated[str | None, typer.Option("--type", help="Event type.")] = None,
+    email: Annotated[str | None, typer.Option("--email", help="Contact email.")] = None,
+    url: Annotated[
+        str | None, typer.Option("--url", help="Webhook URL [default: PUBLIC_URL/webhooks/generic]")
+    ] = None,
+    event_id: Annotated[
+        str | None, typer.Option("--id", help="webhook-id; reuse one to test redelivery.")
+    ] = None,
+) -> None:
+    """Sign an event with the webhook secret and post it, as a CRM would."""
+    from worker.secrets_store import MissingSecretError, webhook_secrets
+    from worker.signatures import signed_headers
+
+    settings = _settings()
+    body = _event_body(file, event_type, email)
+    try:
+        secret = webhook_secrets(settings)[0]
+    except MissingSecretError as exc:
+        fail(str(exc), 2)
+    msg_id = event_id or f"evt_{uuid.uuid4().hex}"
+    headers = signed_headers(secret, msg_id, int(datetime.now(UTC).timestamp()), body)
+    headers["content-type"] = "application/json"
+    target = url or f"{settings.public_url}/webhooks/generic"
+    try:
+        response = httpx.post(target, content=body, headers=headers, timeout=15)
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach {target}: {exc} (is `thankly run` running?)")
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = {"body": response.text[:500]}
+    if response.status_code >= 300:
+        detail = answer.get("error", answer)
+        problems = answer.get("problems") or []
+        lines = "".join(f"\n  {p['field']}: {p['message']}" for p in problems)
+        fail(f"{response.status_code} from {target}: {detail}{lines}")
+    out.print(f"{response.status_code} {answer.get('status')} {msg_id}", highlight=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""The generic event format (DESIGN.md, "Generic event") and its validation.
+
+Only what a letter cannot do without is required; everything else is optional so that a
+sparse CRM record still produces a letter that reads well.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+EventType = Literal[
+    "deal.closed",
+    "feedback.logged",
+    "referral.made",
+    "deal.reopened",
+    "deal.lost",
+    "contact.unsubscribed",
+]
+LETTER_EVENT_TYPES = frozenset({"deal.closed", "feedback.logged", "referral.made"})
+CANCEL_EVENT_TYPES = frozenset({"deal.reopened", "deal.lost"})
+
+
+def _email(value: str) -> str:
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid email address: {exc}") from None
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("unknown IANA time zone (e.g. Europe/Berlin)") from None
+    return value
+
+
+Email = Annotated[str, Field(max_length=320), AfterValidator(_email)]
+Name = Annotated[str, Field(max_length=200)]
+Ident = Annotated[str, Field(min_length=1, max_length=255)]
+Locale = Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$", max_length=35)]
+TimeZone = Annotated[str, Field(max_length=64), AfterValidator(_timezone)]
+
+
+class _Part(BaseModel):
+    # CRMs send more than we use; keep it (it is in the stored payload) rather than reject.
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+
+
+class Contact(_Part):
+    id: Ident | None = None
+    email: Email | None = None
+    first_name: Name | None = None
+    last_name: Name | None = None
+    locale: Locale | None = None
+    timezone: TimeZone | None = None
+
+
+class Deal(_Part):
+    id: Ident | None = None
+    number: Name | None = None
+    title: Annotated[str, Field(max_length=500)] | None = None
+    amount: Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=4)] | None = None
+    currency: Annotated[str, Field(pattern=r"^[A-Za-z]{3}$")] | None = None
+
+
+class Owner(_Part):
+    name: Name | None = None
+    email: Email | None = None
+
+
+class Feedback(_Part):
+    id: Ident | None = None
+    rating: Annotated[int, Field(ge=0, le=100)] | None = None
+    text: Annotated[str, Field(max_length=5000)] | None = None
+
+
+class Referral(_Part):
+    referred_name: Name | None = None
+    referred_company: Name | None = None
+
+
+class EventData(_Part):
+    contact: Contact | None = None
+    deal: Deal | None = None
+    owner: Owner | None = None
+    feedback: Feedback | None = None
+    referral: Referral | None = None
+
+
+class GenericEvent(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: EventType
+    timestamp: AwareDatetime
+    data: EventData
+
+    @model_validator(mode="after")
+    def _required_by_type(self) -> GenericEvent:
+        email = self.data.contact.email if self.data.contact else None
+        if (self.type in LETTER_EVENT_TYPES or self.type == "contact.unsubscribed") and not email:
+            raise ValueError(f"data.contact.email is required for {self.type}")
+        if self.type in CANCEL_EVENT_TYPES:
+            deal_id = self.data.deal.id if self.data.deal else None
+            if not deal_id and not email:
+                raise ValueError(
+                    f"{self.type} needs data.deal.id or data.contact.email to know what to cancel"
+                )
+        return self
+
+    @property
+    def contact_email(self) -> str | None:
+        return self.data.contact.email if self.data.contact else None
+
+    @property
+    def contact_id(self) -> str | None:
+        return self.data.contact.id if self.data.contact else None
+
+    @property
+    def deal_id(self) -> str | None:
+        return self.data.deal.id if self.data.deal else None
+
+
+class InvalidEvent(Exception):
+    """Valid JSON that is not a valid event; `problems` say where and what."""
+
+    def __init__(self, problems: list[dict[str, str]]) -> None:
+        super().__init__("; ".join(f"{p['field']}: {p['message']}" for p in problems))
+        self.problems = problems
+
+
+def _problems(exc: ValidationError) -> list[dict[str, str]]:
+    out = []
+    for err in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in err["loc"]) or "(event)"
+        out.append({"field": field, "message": err["msg"].removeprefix("Value error, ")})
+    return out
+
+
+def validate_event(document: Any) -> GenericEvent:
+    """Validate an already-parsed JSON document; raise InvalidEvent."""
+    try:
+        return GenericEvent.model_validate(document)
+    except ValidationError as exc:
+        raise InvalidEvent(_problems(exc)) from None
+
+
+def parse_event_json(body: str | bytes) -> GenericEvent:
+    """Parse and validate raw JSON (ValueError for bad JSON, InvalidEvent for a bad event)."""
+    return validate_event(json.loads(body))

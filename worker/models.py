@@ -1,0 +1,149 @@
+"""Tables. The inbox keeps every accepted webhook verbatim; events are their canonical form;
+letters and attempts are what the scheduler and the sender work on."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from worker.db import UTCDateTime
+
+# Integer on SQLite so the primary key is the rowid (autoincrement); BIGINT elsewhere.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+JsonDoc = JSON().with_variant(JSONB(), "postgresql")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class InboxStatus:
+    PENDING = "pending"
+    PROCESSED = "processed"
+    FAILED = "failed"
+
+
+class InboxItem(Base):
+    """A webhook exactly as it arrived. Unique per (source, event id): redeliveries stop here."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (
+        UniqueConstraint("source", "event_id"),
+        # The sweeper looks for pending rows whose last enqueue is old.
+        Index("ix_inbox_status_enqueued_at", "status", "enqueued_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(255))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    body: Mapped[str] = mapped_column(Text)
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=InboxStatus.PENDING)
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    enqueue_count: Mapped[int] = mapped_column(Integer, default=0)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Event(Base):
+    """The canonical, validated form of one inbox row (at most one per row)."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_contact_email", "contact_email"),
+        Index("ix_events_deal_id", "deal_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    inbox_id: Mapped[int] = mapped_column(ForeignKey("inbox.id"), unique=True)
+    source: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    contact_email: Mapped[str | None] = mapped_column(String(320))
+    contact_id: Mapped[str | None] = mapped_column(String(255))
+    deal_id: Mapped[str | None] = mapped_column(String(255))
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class LetterStatus:
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    CANCELLED = "cancelled"
+    SUPPRESSED = "suppressed"
+
+
+class Letter(Base):
+    """One thank-you letter for one event and rule. `due_at` is the only timer (no ETA tasks)."""
+
+    __tablename__ = "letters"
+    __table_args__ = (
+        UniqueConstraint("event_id", "rule"),
+        # The scheduler tick reads "scheduled and due": cost follows due rows, not pending ones.
+        Index("ix_letters_status_due_at", "status", "due_at"),
+        Index("ix_letters_contact_email", "contact_email"),
+        Index("ix_letters_deal_id", "deal_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"))
+    rule: Mapped[str] = mapped_column(String(128))
+    letter: Mapped[str] = mapped_column(String(128))
+    locale: Mapped[str] = mapped_column(String(35))
+    contact_email: Mapped[str] = mapped_column(String(320))
+    contact_id: Mapped[str | None] = mapped_column(String(255))
+    deal_id: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default=LetterStatus.SCHEDULED)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Fixed before the first attempt and reused by retries and replays.
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Attempt(Base):
+    """One try at delivering a letter, with what happened."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (Index("ix_attempts_letter_id", "letter_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    letter_id: Mapped[int] = mapped_column(ForeignKey("letters.id"))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    outcome: Mapped[str] = mapped_column(String(16))  # sent | transient | permanent | unknown
+    error_class: Mapped[str | None] = mapped_column(String(64))
+    smtp_code: Mapped[int | None] = mapped_column(Integer)
+    error_text: Mapped[str | None] = mapped_column(Text)

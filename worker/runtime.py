@@ -1,0 +1,56 @@
+"""What a running process shares: settings, database, clock and the way to enqueue.
+
+Built once per process (`init_runtime`); Celery tasks reach it through `get_runtime`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker import celery_app
+from worker.clock import Clock, SystemClock
+from worker.db import make_engine, make_session_factory
+from worker.queue import CeleryDispatcher, Dispatcher
+from worker.settings import Settings, load_settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    clock: Clock
+    dispatcher: Dispatcher
+
+
+_current: Runtime | None = None
+
+
+def build_runtime(
+    settings: Settings, *, clock: Clock | None = None, dispatcher: Dispatcher | None = None
+) -> Runtime:
+    engine = make_engine(settings.effective_database_url)
+    app = celery_app.configure(settings)
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        session_factory=make_session_factory(engine),
+        clock=clock or SystemClock(),
+        dispatcher=dispatcher or CeleryDispatcher(app),
+    )
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    global _current
+    _current = runtime
+
+
+def get_runtime() -> Runtime:
+    """The process runtime; a worker started by plain `celery -A` builds it from env."""
+    global _current
+    if _current is None:
+        _current = build_runtime(load_settings())
+    return _current

@@ -1,0 +1,134 @@
+"""Settings from THANKLY_* environment variables, validated once at start-up.
+
+Secrets are SecretStr (masked in repr and logs); URLs that may carry passwords are kept
+out of repr and shown only through `redact_url`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CrmKind = Literal["log", "http", "hubspot", "pipedrive"]
+
+
+class SettingsError(Exception):
+    """A setting has a wrong value; the message names the variable."""
+
+
+def decode_webhook_secret(secret: str) -> bytes:
+    """Key bytes of a Standard Webhooks secret (`whsec_` + base64); ValueError if malformed."""
+    body = secret.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("must be whsec_ followed by base64") from exc
+    if len(key) < 16:
+        raise ValueError("must decode to at least 16 bytes of key")
+    return key
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ***, safe to print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="THANKLY_", extra="ignore", frozen=True)
+
+    var_dir: Path = Path("var")
+    database_url: str | None = Field(default=None, repr=False)
+    broker_url: str | None = Field(default=None, repr=False)
+    smtp_url: str | None = Field(default=None, repr=False)
+    mail_from: str = "Thankly <thankly@localhost>"
+    public_url: str = "http://127.0.0.1:8000"
+    webhook_secrets: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    admin_token: SecretStr | None = None
+    rules_file: Path = Path("config/rules.yaml")
+    templates_dir: Path = Path("templates")
+    crm: CrmKind = "log"
+    crm_url: str | None = None
+    crm_secret: SecretStr | None = None
+    hubspot_token: SecretStr | None = None
+    hubspot_client_secret: SecretStr | None = None
+    hubspot_api_base: str = "https://api.hubapi.com"
+    pipedrive_token: SecretStr | None = None
+    pipedrive_webhook_user: str | None = None
+    pipedrive_webhook_password: SecretStr | None = None
+    pipedrive_api_base: str | None = None
+    machine_open_seconds: int = Field(default=5, ge=0)
+
+    # Operational knobs (not in the product contract, safe defaults).
+    webhook_max_bytes: int = Field(default=256 * 1024, gt=0)
+    webhook_tolerance_seconds: int = Field(default=300, gt=0)
+    sweep_interval_seconds: float = Field(default=30.0, gt=0)
+    sweep_grace_seconds: float = Field(default=60.0, gt=0)
+    log_level: str = "INFO"
+
+    @field_validator("database_url", "broker_url", "smtp_url", "crm_url")
+    @classmethod
+    def _url_has_scheme(cls, value: str | None) -> str | None:
+        if value is not None and "://" not in value:
+            raise ValueError("must be a URL such as scheme://host")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_is_redis(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "memory://")):
+            raise ValueError("must be a redis:// or rediss:// URL")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("webhook_secrets")
+    @classmethod
+    def _secrets_decode(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            items = [s.strip() for s in value.get_secret_value().split(",") if s.strip()]
+            if not items:
+                raise ValueError("must list at least one whsec_ secret")
+            for item in items:
+                decode_webhook_secret(item)
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.var_dir / 'thankly.db').as_posix()}"
+
+    @property
+    def effective_broker_url(self) -> str:
+        """`memory://` means the in-process broker, usable only by `thankly run`."""
+        return self.broker_url or "memory://"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.var_dir / "outbox"
+
+
+def load_settings() -> Settings:
+    """Read the environment; raise SettingsError with one line naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        message = first["msg"].removeprefix("Value error, ")
+        raise SettingsError(f"THANKLY_{field.upper()}: {message}") from None
