@@ -10,6 +10,8 @@ app = Celery("thankly", set_as_current=False)
 
 
 def configure(settings: Settings) -> Celery:
+    # Drop any producer pool built for a previous configuration (tests reconfigure).
+    app.close()
     app.conf.update(
         broker_url=settings.effective_broker_url,
         include=["tasks.intake"],

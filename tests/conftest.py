@@ -1,0 +1,178 @@
+"""Shared fixtures.
+
+Databases: every DB test runs on SQLite and on PostgreSQL (127.0.0.1:5432, a throwaway
+database per test session). Redis: the real server on 127.0.0.1:6379, or fakeredis's TCP
+server when it is absent. With THANKLY_TEST_REQUIRE_SERVICES=1 (CI) a missing service
+fails the run instead of skipping or substituting.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlalchemy import create_engine, text
+
+from worker.clock import FixedClock
+from worker.http.app import create_app
+from worker.migrate import upgrade
+from worker.queue import RecordingDispatcher
+from worker.runtime import Runtime, build_runtime, set_runtime
+from worker.settings import Settings
+
+REQUIRE_SERVICES = os.environ.get("THANKLY_TEST_REQUIRE_SERVICES") == "1"
+PG_ADMIN_URL = os.environ.get(
+    "THANKLY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("THANKLY_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+OLD_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
+NOW = datetime(2026, 11, 20, 10, 5, tzinfo=UTC)
+SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples"
+
+
+def _unavailable(what: str, why: object) -> None:
+    message = f"{what} not reachable: {why}"
+    if REQUIRE_SERVICES:
+        pytest.fail(message + " (THANKLY_TEST_REQUIRE_SERVICES=1)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see only the THANKLY_* settings they set themselves."""
+    for key in list(os.environ):
+        if key.startswith("THANKLY_") and not key.startswith("THANKLY_TEST_"):
+            monkeypatch.delenv(key)
+
+
+# --- databases -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"thankly_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        admin.dispose()
+        _unavailable("PostgreSQL", exc)
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    upgrade(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Migrated once; each test gets a copy (faster than migrating per test)."""
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        path = tmp_path / "thankly.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("pg_url")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE attempts, letters, events, inbox RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return url
+
+
+# --- redis -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server_url() -> Iterator[str]:
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+        client.ping()
+        client.close()
+        yield REDIS_URL
+        return
+    except redis.RedisError as exc:
+        if REQUIRE_SERVICES:
+            _unavailable("Redis", exc)
+    from fakeredis import TcpFakeServer
+
+    server = TcpFakeServer(("127.0.0.1", 0), server_type="redis")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"redis://127.0.0.1:{server.server_address[1]}/0"
+    server.shutdown()
+
+
+@pytest.fixture
+def redis_url(redis_server_url: str) -> str:
+    client = redis.Redis.from_url(redis_server_url)
+    client.flushdb()
+    client.close()
+    return redis_server_url
+
+
+# --- the application ---------------------------------------------------------------------
+
+
+def make_settings(tmp_path: Path, db_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "var_dir": tmp_path / "var",
+        "database_url": db_url,
+        "webhook_secrets": SecretStr(f"{SECRET},{OLD_SECRET}"),
+        "secret_key": SecretStr("test-secret-key"),
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(NOW)
+
+
+@pytest.fixture
+def dispatcher() -> RecordingDispatcher:
+    return RecordingDispatcher()
+
+
+@pytest.fixture
+def runtime(
+    tmp_path: Path, db_url: str, clock: FixedClock, dispatcher: RecordingDispatcher
+) -> Iterator[Runtime]:
+    rt = build_runtime(make_settings(tmp_path, db_url), clock=clock, dispatcher=dispatcher)
+    set_runtime(rt)
+    yield rt
+    set_runtime(None)
+    rt.engine.dispose()
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(runtime), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,38 @@
+"""Small builders shared by tests."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.models import Event, InboxItem
+from worker.signatures import signed_headers
+
+
+def event_doc(event_type: str = "deal.closed", email: str = "anna@example.org") -> dict[str, Any]:
+    return {
+        "type": event_type,
+        "timestamp": "2026-11-20T10:00:00Z",
+        "data": {"contact": {"email": email, "first_name": "Anna"}},
+    }
+
+
+def signed(
+    body: bytes | dict[str, Any], secret: str, at: datetime, msg_id: str = "evt_1"
+) -> tuple[bytes, dict[str, str]]:
+    raw = json.dumps(body).encode() if isinstance(body, dict) else body
+    headers = signed_headers(secret, msg_id, int(at.timestamp()), raw)
+    headers["content-type"] = "application/json"
+    return raw, headers
+
+
+def count_rows(factory: sessionmaker[Session]) -> tuple[int, int]:
+    """(inbox rows, events) — what a rejected request must leave unchanged."""
+    with factory() as session:
+        inbox = session.scalar(select(func.count()).select_from(InboxItem)) or 0
+        events = session.scalar(select(func.count()).select_from(Event)) or 0
+    return inbox, events

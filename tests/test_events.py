@@ -1,0 +1,95 @@
+"""The generic event schema: what is required, what is optional, and clear messages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import SAMPLES
+from tests.helpers import event_doc
+from worker.events import InvalidEvent, validate_event
+
+SAMPLE_FILES = sorted(SAMPLES.glob("*.json"))
+
+
+def test_samples_are_present() -> None:
+    assert len(SAMPLE_FILES) >= 4, f"expected the shared samples in {SAMPLES}"
+
+
+@pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda p: p.name)
+def test_every_shared_sample_is_a_valid_event(path: Path) -> None:
+    event = validate_event(json.loads(path.read_text()))
+    assert event.contact_email and "@" in event.contact_email
+
+
+def test_fields_are_normalised() -> None:
+    doc = json.loads((SAMPLES / "deal_closed.ru.json").read_text())
+    doc["data"]["contact"]["email"] = "Anna.Ivanova@EXAMPLE.org"
+    doc["data"]["deal"]["amount"] = 5000
+    event = validate_event(doc)
+    assert event.contact_email == "Anna.Ivanova@example.org"  # domain is case-insensitive
+    assert str(event.data.deal.amount) == "5000"  # type: ignore[union-attr]
+    assert event.timestamp.utcoffset() is not None
+
+
+def problems(doc: Any) -> dict[str, str]:
+    with pytest.raises(InvalidEvent) as info:
+        validate_event(doc)
+    return {p["field"]: p["message"] for p in info.value.problems}
+
+
+@pytest.mark.parametrize("event_type", ["deal.closed", "feedback.logged", "referral.made",
+                                        "contact.unsubscribed"])
+def test_letter_events_need_a_contact_email(event_type: str) -> None:
+    doc = event_doc(event_type)
+    del doc["data"]["contact"]["email"]
+    assert "data.contact.email is required" in " ".join(problems(doc).values())
+
+
+@pytest.mark.parametrize("event_type", ["deal.reopened", "deal.lost"])
+def test_cancel_events_need_a_deal_or_a_contact(event_type: str) -> None:
+    assert "needs data.deal.id or data.contact.email" in " ".join(
+        problems({"type": event_type, "timestamp": "2026-11-20T10:00:00Z", "data": {}}).values()
+    )
+    ok = {"type": event_type, "timestamp": "2026-11-20T10:00:00Z", "data": {"deal": {"id": "d"}}}
+    assert validate_event(ok).deal_id == "d"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        (("type",), "deal.won", "type"),
+        (("timestamp",), "2026-11-20T10:00:00", "timestamp"),  # no zone: ambiguous
+        (("timestamp",), "yesterday", "timestamp"),
+        (("data", "contact", "email"), "not-an-email", "data.contact.email"),
+        (("data", "contact", "timezone"), "Mars/Olympus", "data.contact.timezone"),
+        (("data", "contact", "locale"), "english please", "data.contact.locale"),
+        (("data", "contact", "first_name"), "x" * 201, "data.contact.first_name"),
+        (("data", "deal"), {"amount": "-1"}, "data.deal.amount"),
+        (("data", "deal"), {"amount": "lots"}, "data.deal.amount"),
+        (("data", "deal"), {"currency": "EURO"}, "data.deal.currency"),
+        (("data", "feedback"), {"rating": 1000}, "data.feedback.rating"),
+    ],
+)
+def test_invalid_fields_are_named(path: tuple[str, ...], value: Any, field: str) -> None:
+    doc = event_doc()
+    target = doc
+    for key in path[:-1]:
+        target = target.setdefault(key, {})
+    target[path[-1]] = value
+    assert field in problems(doc)
+
+
+@pytest.mark.parametrize("doc", [[], "deal.closed", 42, None, {}])
+def test_documents_that_are_not_events(doc: Any) -> None:
+    assert problems(doc)
+
+
+def test_unknown_extra_fields_are_kept_not_rejected() -> None:
+    doc = event_doc()
+    doc["data"]["contact"]["hubspot_score"] = 87
+    event = validate_event(doc)
+    assert event.model_dump()["data"]["contact"]["hubspot_score"] == 87
