@@ -10,6 +10,7 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
+from worker.healthcheck import HEARTBEAT_FILE
 from worker.queue import INGEST_INBOX, send_quietly
 from worker.runtime import Runtime
 from worker.sweeper import claim_stale_inbox
@@ -34,9 +35,12 @@ def tick(runtime: Runtime) -> TickReport:
 
 def run_forever(runtime: Runtime, stop: threading.Event) -> None:
     interval = runtime.settings.sweep_interval_seconds
+    heartbeat = runtime.settings.var_dir / HEARTBEAT_FILE
+    heartbeat.parent.mkdir(parents=True, exist_ok=True)
     while True:
         try:
             tick(runtime)
+            heartbeat.touch()  # read by the container health check
         except Exception:
             # The database may be down for a while; keep ticking rather than exit.
             log.exception("scheduler tick failed; trying again in %.0f s", interval)
