@@ -17,12 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
 THANKLY = sorted(name for name, svc in SERVICES.items() if svc.get("image") == "thankly:local")
-SUBSTITUTION = re.compile(r"\$\{(\w+)(?::?[-?][^}]*)?\}")
+SUBSTITUTION = re.compile(r"\$\{\w+(?::-(?P<default>[^}]*)|:\?[^}]*)?\}")
 
 
 def resolve(value: str) -> str:
     """Compose's ${VAR:-default} with the defaults, as a fresh checkout would get them."""
-    return SUBSTITUTION.sub(lambda m: (re.search(r":-([^}]*)", m.group(0)) or [None, ""])[1], value)
+    return SUBSTITUTION.sub(lambda m: m.group("default") or "", value)
 
 
 def test_the_required_services_are_there() -> None:
@@ -103,5 +103,5 @@ def test_compose_settings_pass_validation() -> None:
     env["THANKLY_WEBHOOK_SECRETS"] = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     env["THANKLY_SECRET_KEY"] = "x"
     fields = {k.removeprefix("THANKLY_").lower(): v for k, v in env.items() if v != ""}
-    settings = Settings(**fields)
+    settings = Settings.model_validate(fields)
     assert settings.broker_url == "redis://redis:6379/0"

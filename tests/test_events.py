@@ -41,8 +41,9 @@ def problems(doc: Any) -> dict[str, str]:
     return {p["field"]: p["message"] for p in info.value.problems}
 
 
-@pytest.mark.parametrize("event_type", ["deal.closed", "feedback.logged", "referral.made",
-                                        "contact.unsubscribed"])
+@pytest.mark.parametrize(
+    "event_type", ["deal.closed", "feedback.logged", "referral.made", "contact.unsubscribed"]
+)
 def test_letter_events_need_a_contact_email(event_type: str) -> None:
     doc = event_doc(event_type)
     del doc["data"]["contact"]["email"]

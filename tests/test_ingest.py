@@ -94,7 +94,9 @@ def test_concurrent_deliveries_of_one_webhook_store_one_row(runtime: Runtime) ->
 
     def deliver() -> None:
         barrier.wait()
-        results.append(accept(runtime.session_factory, "generic", "evt_1", RU_SAMPLE, NOW).duplicate)
+        results.append(
+            accept(runtime.session_factory, "generic", "evt_1", RU_SAMPLE, NOW).duplicate
+        )
 
     threads = [threading.Thread(target=deliver) for _ in range(4)]
     for thread in threads:

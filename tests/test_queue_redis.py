@@ -74,7 +74,9 @@ def test_redis_flushed_after_accept_loses_nothing(
         assert wait_for_events(redis_runtime.session_factory, 1) == 1
 
 
-def test_webhook_is_accepted_while_redis_is_down(tmp_path: Path, db_url: str, clock: FixedClock) -> None:
+def test_webhook_is_accepted_while_redis_is_down(
+    tmp_path: Path, db_url: str, clock: FixedClock
+) -> None:
     settings = make_settings(tmp_path, db_url, broker_url="redis://127.0.0.1:1/0")
     runtime = build_runtime(settings, clock=clock)
     try:

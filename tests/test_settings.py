@@ -17,11 +17,19 @@ from worker.settings import Settings, SettingsError, load_settings, redact_url
     ("variable", "value", "expected"),
     [
         ("THANKLY_CRM", "salesforce", "THANKLY_CRM:"),
-        ("THANKLY_BROKER_URL", "amqp://guest@localhost//", "THANKLY_BROKER_URL: must be a redis://"),
+        (
+            "THANKLY_BROKER_URL",
+            "amqp://guest@localhost//",
+            "THANKLY_BROKER_URL: must be a redis://",
+        ),
         ("THANKLY_DATABASE_URL", "thankly.db", "THANKLY_DATABASE_URL: must be a URL"),
         ("THANKLY_PUBLIC_URL", "example.com", "THANKLY_PUBLIC_URL: must start with http"),
         ("THANKLY_WEBHOOK_SECRETS", "whsec_!!!", "THANKLY_WEBHOOK_SECRETS: must be whsec_"),
-        ("THANKLY_WEBHOOK_SECRETS", "whsec_c2hvcnQ=", "THANKLY_WEBHOOK_SECRETS: must decode to at least 16"),
+        (
+            "THANKLY_WEBHOOK_SECRETS",
+            "whsec_c2hvcnQ=",
+            "THANKLY_WEBHOOK_SECRETS: must decode to at least 16",
+        ),
         ("THANKLY_MACHINE_OPEN_SECONDS", "soon", "THANKLY_MACHINE_OPEN_SECONDS:"),
     ],
 )
@@ -38,8 +46,11 @@ def test_a_wrong_value_names_the_variable(
 def test_cli_stops_with_one_clear_line(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "worker.cli", "db", "upgrade"],
-        env={"THANKLY_BROKER_URL": "amqp://localhost", "PATH": "/usr/bin:/bin",
-             "THANKLY_VAR_DIR": str(tmp_path)},
+        env={
+            "THANKLY_BROKER_URL": "amqp://localhost",
+            "PATH": "/usr/bin:/bin",
+            "THANKLY_VAR_DIR": str(tmp_path),
+        },
         capture_output=True,
         text=True,
         check=False,
@@ -59,13 +70,21 @@ def test_secrets_never_appear_in_repr() -> None:
         broker_url="redis://:redis-password@redis:6379/0",
     )
     text = repr(settings) + str(settings)
-    for secret in ("MfKQ9r8", "admin-token-value", "db-password", "smtp-password",
-                   "redis-password"):
+    for secret in (
+        "MfKQ9r8",
+        "admin-token-value",
+        "db-password",
+        "smtp-password",
+        "redis-password",
+    ):
         assert secret not in text
 
 
 def test_redact_url_hides_only_the_password() -> None:
-    assert redact_url("smtp://user:pw@mail:587?starttls=true") == "smtp://user:***@mail:587?starttls=true"
+    assert (
+        redact_url("smtp://user:pw@mail:587?starttls=true")
+        == "smtp://user:***@mail:587?starttls=true"
+    )
     assert redact_url("sqlite:///var/thankly.db") == "sqlite:///var/thankly.db"
 
 

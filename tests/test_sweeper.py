@@ -61,3 +61,17 @@ def test_a_broker_failure_does_not_stop_the_tick(runtime: Runtime, clock: FixedC
     assert scheduler.tick(runtime).inbox_requeued == 2  # both tried; next grace tries again
     clock.set(NOW + timedelta(hours=2))
     assert scheduler.tick(runtime).inbox_requeued == 2
+
+
+def test_the_scheduler_loop_beats_and_stops(runtime: Runtime) -> None:
+    import threading
+
+    from worker.healthcheck import scheduler_is_alive
+
+    assert not scheduler_is_alive(runtime.settings)
+    stop = threading.Event()
+    stop.set()  # one pass, then return
+    scheduler.run_forever(runtime, stop)
+    assert scheduler_is_alive(runtime.settings)
+    far_future = (runtime.settings.var_dir / "scheduler.heartbeat").stat().st_mtime + 3600
+    assert not scheduler_is_alive(runtime.settings, now=far_future)

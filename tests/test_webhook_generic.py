@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import NOW, OLD_SECRET, SECRET, SAMPLES
+from tests.conftest import NOW, OLD_SECRET, SAMPLES, SECRET
 from tests.helpers import count_rows, event_doc, signed
 from worker.queue import INGEST_INBOX, RecordingDispatcher
 from worker.runtime import Runtime
@@ -64,7 +64,9 @@ def nothing_stored(runtime: Runtime) -> Iterator[None]:
     assert count_rows(runtime.session_factory) == (0, 0)
 
 
-def _post(client: TestClient, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, object]]:
+def _post(
+    client: TestClient, body: bytes, headers: dict[str, str]
+) -> tuple[int, dict[str, object]]:
     response = client.post(URL, content=body, headers=headers)
     return response.status_code, response.json()
 
@@ -132,7 +134,9 @@ class TestRejections:
         response = client.post(URL, content=chunks(), headers=headers)
         assert response.status_code == 413
 
-    @pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+    @pytest.mark.parametrize(
+        "content_type", [None, "text/plain", "application/x-www-form-urlencoded"]
+    )
     def test_not_json_is_415(self, client: TestClient, content_type: str | None) -> None:
         body, headers = signed(event_doc(), SECRET, NOW)
         del headers["content-type"]
@@ -162,8 +166,12 @@ def test_logs_never_show_secrets_or_bodies(
     client.post(URL, content=body, headers=bad)
     text = caplog.text
     assert "evt_log" in text  # the log is useful...
-    for leak in (SECRET, SECRET.removeprefix("whsec_"), headers["webhook-signature"],
-                 "private.person"):
+    for leak in (
+        SECRET,
+        SECRET.removeprefix("whsec_"),
+        headers["webhook-signature"],
+        "private.person",
+    ):
         assert leak not in text  # ...but says nothing secret or personal
 
 
@@ -177,13 +185,18 @@ def test_logs_never_show_secrets_or_bodies(
         st.binary(max_size=300),
         st.recursive(
             st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+            lambda inner: (
+                st.lists(inner, max_size=4)
+                | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+            ),
             max_leaves=12,
         ).map(lambda doc: json.dumps(doc).encode()),
     ),
     sign_it=st.booleans(),
 )
-def test_no_client_input_causes_a_server_error(client: TestClient, body: bytes, sign_it: bool) -> None:
+def test_no_client_input_causes_a_server_error(
+    client: TestClient, body: bytes, sign_it: bool
+) -> None:
     headers = {"content-type": "application/json"}
     if sign_it:
         headers = signed(body, SECRET, NOW, "evt_fuzz")[1]

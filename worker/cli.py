@@ -101,14 +101,20 @@ def run(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     send_hint = "thankly event send --type deal.closed --email anna@example.org"
     if url != settings.public_url:
         send_hint += f" --url {url}/webhooks/generic"
-    source = "THANKLY_WEBHOOK_SECRETS" if settings.webhook_secrets else str(
-        settings.var_dir / "webhook_secret"
+    source = (
+        "THANKLY_WEBHOOK_SECRETS"
+        if settings.webhook_secrets
+        else str(settings.var_dir / "webhook_secret")
+    )
+    broker = redact_url(settings.broker_url) if settings.broker_url else "in-process"
+    letters = (
+        redact_url(settings.smtp_url) if settings.smtp_url else f"{settings.outbox_dir}/ (.eml)"
     )
     out.print(
         f"\n[bold]Thankly is running at {url}[/]\n"
         f"  database        {redact_url(settings.effective_database_url)}\n"
-        f"  broker          {'in-process' if settings.broker_url is None else redact_url(settings.broker_url)}\n"
-        f"  letters         {settings.smtp_url and redact_url(settings.smtp_url) or str(settings.outbox_dir) + '/ (.eml files)'}\n"
+        f"  broker          {broker}\n"
+        f"  letters         {letters}\n"
         f"  webhook secret  {secrets[0]}  (from {source})\n\n"
         f"Post a sample event from another terminal:\n  .venv/bin/{send_hint}\n",
         highlight=False,
@@ -153,8 +159,13 @@ def worker(
     _setup_logging(settings)
     set_runtime(build_runtime(settings))
     celery.worker_main(
-        ["worker", f"--concurrency={concurrency}", f"--pool={pool}", "--without-gossip",
-         f"--loglevel={settings.log_level.upper()}"]
+        [
+            "worker",
+            f"--concurrency={concurrency}",
+            f"--pool={pool}",
+            "--without-gossip",
+            f"--loglevel={settings.log_level.upper()}",
+        ]
     )
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from worker.settings import Settings, decode_webhook_secret
 
-WEBHOOK_SECRET_FILE = "webhook_secret"
-SECRET_KEY_FILE = "secret_key"
+# File names under THANKLY_VAR_DIR, not secrets.
+WEBHOOK_SECRET_FILE = "webhook_secret"  # noqa: S105
+SECRET_KEY_FILE = "secret_key"  # noqa: S105
 
 
 class MissingSecretError(Exception):

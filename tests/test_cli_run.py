@@ -1,0 +1,154 @@
+"""The README's demo path, as a user runs it: `thankly run`, then `thankly event send`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import SAMPLES, free_port
+
+pytestmark = pytest.mark.slow
+THANKLY = [sys.executable, "-m", "worker.cli"]
+
+
+def thankly_env(var_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("THANKLY_")}
+    env["THANKLY_VAR_DIR"] = str(var_dir)
+    env["THANKLY_SWEEP_INTERVAL_SECONDS"] = "1"
+    return env
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
+    var_dir = tmp_path / "var"
+    port = free_port()
+    proc = subprocess.Popen(
+        [*THANKLY, "run", "--port", str(port)],
+        env=thankly_env(var_dir),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail(f"thankly run did not become ready:\n{proc.communicate()[0]}")
+    yield url, var_dir, proc
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def send(var_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*THANKLY, "event", "send", *args],
+        env=thankly_env(var_dir),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def events_in(var_dir: Path, timeout: float = 15) -> list[tuple[str, str]]:
+    deadline = time.monotonic() + timeout
+    rows: list[tuple[str, str]] = []
+    while time.monotonic() < deadline:
+        with sqlite3.connect(var_dir / "thankly.db") as conn:
+            rows = conn.execute("SELECT external_id, type FROM events ORDER BY id").fetchall()
+        if rows:
+            return rows
+        time.sleep(0.2)
+    return rows
+
+
+def test_run_then_send_stores_the_event(running: tuple[str, Path, subprocess.Popen[str]]) -> None:
+    url, var_dir, proc = running
+    target = f"{url}/webhooks/generic"
+    sample = str(SAMPLES / "deal_closed.ru.json")
+
+    first = send(var_dir, sample, "--url", target, "--id", "evt_demo")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "202 accepted evt_demo"
+    assert events_in(var_dir) == [("evt_demo", "deal.closed")]
+
+    again = send(var_dir, sample, "--url", target, "--id", "evt_demo")
+    assert again.stdout.strip() == "200 duplicate evt_demo"
+
+    quick = send(
+        var_dir, "--type", "feedback.logged", "--email", "sam@example.com", "--url", target
+    )
+    assert quick.returncode == 0 and quick.stdout.startswith("202 accepted evt_")
+
+    bad = send(var_dir, "--type", "deal.closed", "--email", "not-an-email", "--url", target)
+    assert bad.returncode == 1
+    assert "422" in bad.stderr and "data.contact.email" in bad.stderr
+
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=20)[0]
+    secret = (var_dir / "webhook_secret").read_text().strip()
+    assert f"Thankly is running at {url}" in output
+    assert secret in output  # printed once so the user can configure a CRM...
+    assert output.count(secret) == 1  # ...and never logged again
+    assert "thankly event send --type deal.closed" in output
+
+
+def test_send_without_a_running_instance_says_so(tmp_path: Path) -> None:
+    var_dir = tmp_path / "var"
+    var_dir.mkdir()
+    (var_dir / "webhook_secret").write_text("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n")
+    result = send(
+        var_dir,
+        "--type",
+        "deal.closed",
+        "--email",
+        "a@example.com",
+        "--url",
+        f"http://127.0.0.1:{free_port()}/webhooks/generic",
+    )
+    assert result.returncode == 1
+    assert "cannot reach" in result.stderr and "thankly run" in result.stderr
+
+
+def test_send_needs_a_file_or_type_and_email(tmp_path: Path) -> None:
+    result = send(tmp_path, "--type", "deal.closed")
+    assert result.returncode == 2 and "--type and --email" in result.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    result = send(tmp_path, str(broken))
+    assert result.returncode == 2 and "not valid JSON" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["api"], ["worker"], ["scheduler"]])
+def test_production_processes_refuse_to_start_without_a_broker(
+    tmp_path: Path, command: list[str]
+) -> None:
+    result = subprocess.run(
+        [*THANKLY, *command],
+        env=thankly_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "THANKLY_BROKER_URL is not set" in result.stderr
