@@ -5,13 +5,13 @@ from __future__ import annotations
 from sqlalchemy.exc import OperationalError
 
 from worker.celery_app import app
-from worker.intake import ingest
+from worker.intake import ingest, mark_failed
 from worker.queue import INGEST_INBOX
 from worker.runtime import get_runtime
 
 
-# A database outage is worth retrying soon; anything else is a bug and is logged by Celery.
-# The inbox row stays pending either way, so the sweeper is the last line of defence.
+# A database outage is worth retrying soon (and the row stays pending for the sweeper);
+# any other error is permanent for this row.
 @app.task(  # type: ignore[untyped-decorator]
     name=INGEST_INBOX,
     autoretry_for=(OperationalError,),
@@ -21,4 +21,14 @@ from worker.runtime import get_runtime
 )
 def ingest_inbox(inbox_id: int) -> str:
     runtime = get_runtime()
-    return ingest(runtime.session_factory, inbox_id, runtime.clock).outcome
+    try:
+        return ingest(runtime.session_factory, inbox_id, runtime.clock).outcome
+    except OperationalError:
+        raise  # database unreachable: retried above, then left to the sweeper
+    except Exception as exc:
+        # Anything else will fail again the same way: park the row with the reason
+        # instead of letting the sweeper re-enqueue a poison message forever.
+        mark_failed(
+            runtime.session_factory, inbox_id, f"{type(exc).__name__}: {exc}", runtime.clock
+        )
+        raise

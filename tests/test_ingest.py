@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from tests.conftest import NOW, SAMPLES
@@ -104,3 +105,35 @@ def test_concurrent_deliveries_of_one_webhook_store_one_row(runtime: Runtime) ->
     for thread in threads:
         thread.join()
     assert sorted(results) == [False, True, True, True]
+
+
+def test_a_task_that_fails_for_good_parks_the_row(
+    runtime: Runtime, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poison row is marked failed with the reason, so the sweeper stops re-enqueueing it."""
+    import tasks.intake
+
+    accepted = accept(runtime.session_factory, "generic", "evt_1", RU_SAMPLE, NOW)
+
+    def broken(*args: object) -> None:
+        raise ValueError("cannot plan letters for this event")
+
+    monkeypatch.setattr(tasks.intake, "ingest", broken)
+    with pytest.raises(ValueError):
+        tasks.intake.ingest_inbox.run(accepted.inbox_id)
+    with runtime.session_factory() as session:
+        inbox = session.get(InboxItem, accepted.inbox_id)
+        assert inbox is not None and inbox.status == InboxStatus.FAILED
+        assert inbox.error == "ValueError: cannot plan letters for this event"
+    clock.set(NOW + timedelta(days=1))
+    from worker import scheduler
+
+    assert scheduler.tick(runtime).inbox_requeued == 0
+
+
+def test_the_task_runs_ingest_once(runtime: Runtime) -> None:
+    import tasks.intake
+
+    accepted = accept(runtime.session_factory, "generic", "evt_1", RU_SAMPLE, NOW)
+    assert tasks.intake.ingest_inbox.run(accepted.inbox_id) == "ingested"
+    assert tasks.intake.ingest_inbox.run(accepted.inbox_id) == "already"

@@ -91,7 +91,7 @@ def test_redact_url_hides_only_the_password() -> None:
 def test_embedded_defaults() -> None:
     settings = Settings()
     assert settings.effective_database_url == "sqlite:///var/thankly.db"
-    assert settings.effective_broker_url == "memory://"
+    assert settings.effective_broker_url == "memory://localhost/"
     assert settings.outbox_dir == Path("var/outbox")
     assert settings.crm == "log" and settings.machine_open_seconds == 5
 

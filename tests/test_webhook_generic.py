@@ -6,16 +6,19 @@ import json
 import logging
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import NOW, OLD_SECRET, SAMPLES, SECRET
+from tests.conftest import NOW, OLD_SECRET, SAMPLES, SECRET, make_settings
 from tests.helpers import count_rows, event_doc, signed
+from worker.clock import FixedClock
+from worker.http.app import create_app
 from worker.queue import INGEST_INBOX, RecordingDispatcher
-from worker.runtime import Runtime
+from worker.runtime import Runtime, build_runtime
 
 URL = "/webhooks/generic"
 
@@ -201,3 +204,27 @@ def test_no_client_input_causes_a_server_error(
     if sign_it:
         headers = signed(body, SECRET, NOW, "evt_fuzz")[1]
     assert client.post(URL, content=body, headers=headers).status_code < 500
+
+
+def test_nul_characters_are_refused_not_stored(client: TestClient, runtime: Runtime) -> None:
+    """PostgreSQL cannot hold NUL in text/JSONB: accepting it would make an unprocessable row."""
+    raw = (
+        b'{"type":"deal.closed","timestamp":"2026-11-20T10:00:00Z",'
+        b'"data":{"contact":{"email":"a@example.com","first_name":"A\\u0000B"}}}'
+    )
+    body, headers = signed(raw, SECRET, NOW)
+    response = client.post(URL, content=body, headers=headers)
+    assert response.status_code == 422
+    assert response.json()["problems"][0]["field"] == "data.contact.first_name"
+    assert count_rows(runtime.session_factory) == (0, 0)
+
+
+def test_database_outage_is_503_so_the_sender_retries(tmp_path: Path, clock: FixedClock) -> None:
+    url = "postgresql+psycopg://postgres@127.0.0.1:1/test"  # nothing listens on port 1
+    down = build_runtime(make_settings(tmp_path, url), clock=clock)
+    with TestClient(create_app(down)) as down_client:
+        body, headers = signed(event_doc(), SECRET, NOW)
+        response = down_client.post(URL, content=body, headers=headers)
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "30"
+    assert response.json()["status"] == "unavailable"

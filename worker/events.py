@@ -151,8 +151,33 @@ def _problems(exc: ValidationError) -> list[dict[str, str]]:
     return out
 
 
+def _nul_path(value: Any, path: str) -> str | None:
+    """Where a NUL character hides in the document, if anywhere (keys included)."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return here
+            found = _nul_path(item, here)
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_path(item, f"{path}.{index}" if path else str(index))
+            if found:
+                return found
+    return None
+
+
 def validate_event(document: Any) -> GenericEvent:
     """Validate an already-parsed JSON document; raise InvalidEvent."""
+    # PostgreSQL cannot store NUL in text or JSONB; refuse it here rather than accept an
+    # event that could never be processed.
+    nul = _nul_path(document, "")
+    if nul is not None:
+        raise InvalidEvent([{"field": nul, "message": "contains a NUL character (\\u0000)"}])
     try:
         return GenericEvent.model_validate(document)
     except ValidationError as exc:

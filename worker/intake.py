@@ -113,6 +113,15 @@ def ingest(session_factory: sessionmaker[Session], inbox_id: int, clock: Clock) 
         return IngestResult("ingested", event.id)
 
 
+def mark_failed(
+    session_factory: sessionmaker[Session], inbox_id: int, error: str, clock: Clock
+) -> bool:
+    """Park a row that ingest cannot process, with the reason, so the sweeper stops
+    re-enqueueing it and an admin can see why."""
+    with session_factory.begin() as session:
+        return _claim(session, inbox_id, InboxStatus.FAILED, clock.now(), error=error[:2000])
+
+
 def _claim(
     session: Session, inbox_id: int, status: str, now: datetime, error: str | None = None
 ) -> bool:

@@ -116,7 +116,7 @@ class Settings(BaseSettings):
     @property
     def effective_broker_url(self) -> str:
         """`memory://` means the in-process broker, usable only by `thankly run`."""
-        return self.broker_url or "memory://"
+        return self.broker_url or "memory://localhost/"
 
     @property
     def outbox_dir(self) -> Path:

@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 
 from worker.http import health, webhooks
 from worker.runtime import Runtime
 from worker.secrets_store import webhook_secrets
 from worker.signatures import WebhookVerifier
+
+log = logging.getLogger(__name__)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # 503 rather than 500: senders (CRMs) retry it, and nothing was stored.
+    log.error(
+        "database unavailable during %s %s: %s",
+        request.method,
+        request.url.path,
+        type(exc).__name__,
+    )
+    return JSONResponse(
+        {"status": "unavailable", "error": "database unavailable, retry later"},
+        status_code=503,
+        headers={"Retry-After": "30"},
+    )
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -16,6 +37,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.webhook_verifier = WebhookVerifier(
         webhook_secrets(runtime.settings), runtime.settings.webhook_tolerance_seconds
     )
+    app.add_exception_handler(OperationalError, _database_unavailable)
     app.include_router(webhooks.router)
     app.include_router(health.router)
     return app
