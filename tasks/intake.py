@@ -7,6 +7,7 @@ from sqlalchemy.exc import OperationalError
 from worker.celery_app import app
 from worker.intake import ingest, mark_failed
 from worker.queue import INGEST_INBOX
+from worker.rules import RulesError
 from worker.runtime import get_runtime
 
 
@@ -22,9 +23,9 @@ from worker.runtime import get_runtime
 def ingest_inbox(inbox_id: int) -> str:
     runtime = get_runtime()
     try:
-        return ingest(runtime.session_factory, inbox_id, runtime.clock).outcome
-    except OperationalError:
-        raise  # database unreachable: retried above, then left to the sweeper
+        return ingest(runtime.session_factory, inbox_id, runtime.clock, runtime.planner).outcome
+    except (OperationalError, RulesError):
+        raise  # database unreachable or no valid rules yet: the row stays pending
     except Exception as exc:
         # Anything else will fail again the same way: park the row with the reason
         # instead of letting the sweeper re-enqueue a poison message forever.

@@ -95,7 +95,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url: str = request.getfixturevalue("pg_url")
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE attempts, letters, events, inbox RESTART IDENTITY CASCADE"))
+        conn.execute(
+            text("TRUNCATE suppressions, attempts, letters, events, inbox RESTART IDENTITY CASCADE")
+        )
     engine.dispose()
     return url
 

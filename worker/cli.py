@@ -9,13 +9,17 @@ import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import httpx
 import typer
 from rich.console import Console
 
+from worker.cli_rules import rules_app
 from worker.settings import Settings, SettingsError, load_settings, redact_url
+
+if TYPE_CHECKING:
+    from worker.runtime import Runtime
 
 app = typer.Typer(
     help="Thankly: CRM events in, well-timed personal thank-you letters out.",
@@ -27,6 +31,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 event_app = typer.Typer(help="Send events to a running Thankly.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(event_app, name="event")
+app.add_typer(rules_app, name="rules")
 
 out = Console()
 err = Console(stderr=True)
@@ -52,6 +57,19 @@ def _setup_logging(settings: Settings) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+def _require_rules(runtime: Runtime) -> None:
+    """Processes that plan letters refuse to start on a broken rules file."""
+    from worker.rules import RulesError
+
+    try:
+        rules = runtime.rules.get()
+    except RulesError as exc:
+        for line in exc.lines():
+            err.print(line, highlight=False, soft_wrap=True)
+        fail(f"{len(exc.problems)} problem(s) in the rules file; fix them and start again", 2)
+    logging.getLogger(__name__).info("%d rules loaded from %s", len(rules.rules), rules.source)
 
 
 def _require_broker(settings: Settings, what: str) -> None:
@@ -94,6 +112,7 @@ def run(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     secret_key(settings, create=True)
     upgrade(settings.effective_database_url)
     runtime = build_runtime(settings)
+    _require_rules(runtime)
     set_runtime(runtime)
     from worker.celery_app import app as celery
 
@@ -157,7 +176,9 @@ def worker(
     settings = _settings()
     _require_broker(settings, "worker")
     _setup_logging(settings)
-    set_runtime(build_runtime(settings))
+    runtime = build_runtime(settings)
+    _require_rules(runtime)
+    set_runtime(runtime)
     celery.worker_main(
         [
             "worker",

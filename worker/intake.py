@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.clock import Clock
-from worker.events import InvalidEvent, parse_event_json
+from worker.events import GenericEvent, InvalidEvent, parse_event_json
 from worker.models import Event, InboxItem, InboxStatus
 
 log = logging.getLogger(__name__)
@@ -68,14 +69,24 @@ def accept(
     return Accepted(existing.id, event_id, duplicate=True)
 
 
+# Applies a new event to the letters table inside the ingest transaction (worker.planning).
+OnEvent = Callable[[Session, Event, GenericEvent, datetime], object]
+
+
 @dataclass(frozen=True)
 class IngestResult:
     outcome: str  # "ingested" | "already" | "missing" | "invalid"
     event_id: int | None = None
 
 
-def ingest(session_factory: sessionmaker[Session], inbox_id: int, clock: Clock) -> IngestResult:
-    """Create the canonical event for one inbox row. Idempotent and safe to run concurrently."""
+def ingest(
+    session_factory: sessionmaker[Session],
+    inbox_id: int,
+    clock: Clock,
+    on_event: OnEvent | None = None,
+) -> IngestResult:
+    """Create the canonical event for one inbox row, and its letters, in one transaction.
+    Idempotent and safe to run concurrently."""
     now = clock.now()
     with session_factory.begin() as session:
         item = session.get(InboxItem, inbox_id)
@@ -109,6 +120,8 @@ def ingest(session_factory: sessionmaker[Session], inbox_id: int, clock: Clock) 
         )
         session.add(event)
         session.flush()
+        if on_event is not None:
+            on_event(session, event, parsed, now)
         log.info("ingested %s event %s as #%s", parsed.type, item.event_id, event.id)
         return IngestResult("ingested", event.id)
 

@@ -147,3 +147,16 @@ class Attempt(Base):
     error_class: Mapped[str | None] = mapped_column(String(64))
     smtp_code: Mapped[int | None] = mapped_column(Integer)
     error_text: Mapped[str | None] = mapped_column(Text)
+
+
+class Suppression(Base):
+    """An address that must get no letters (unsubscribed). Checked when a letter is
+    planned and again when it is sent."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # lowercased
+    reason: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 log = logging.getLogger(__name__)
 
 INGEST_INBOX = "thankly.ingest_inbox"
+SEND_LETTER = "thankly.send_letter"
 
 
 class Dispatcher(Protocol):

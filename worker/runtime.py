@@ -13,7 +13,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker import celery_app
 from worker.clock import Clock, SystemClock
 from worker.db import make_engine, make_session_factory
+from worker.message_ids import message_id_domain
+from worker.planning import Planner
 from worker.queue import CeleryDispatcher, Dispatcher
+from worker.rules import RulesStore
 from worker.settings import Settings, load_settings
 
 
@@ -24,6 +27,8 @@ class Runtime:
     session_factory: sessionmaker[Session]
     clock: Clock
     dispatcher: Dispatcher
+    rules: RulesStore
+    planner: Planner
 
 
 _current: Runtime | None = None
@@ -34,12 +39,15 @@ def build_runtime(
 ) -> Runtime:
     engine = make_engine(settings.effective_database_url)
     app = celery_app.configure(settings)
+    rules = RulesStore(settings.rules_file, settings.templates_dir)
     return Runtime(
         settings=settings,
         engine=engine,
         session_factory=make_session_factory(engine),
         clock=clock or SystemClock(),
         dispatcher=dispatcher or CeleryDispatcher(app),
+        rules=rules,
+        planner=Planner(rules, message_id_domain(settings.mail_from)),
     )
 
 

@@ -10,8 +10,9 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
+from worker.dispatch import claim_due_letters, claim_stuck_queued
 from worker.healthcheck import HEARTBEAT_FILE
-from worker.queue import INGEST_INBOX, send_quietly
+from worker.queue import INGEST_INBOX, SEND_LETTER, send_quietly
 from worker.runtime import Runtime
 from worker.sweeper import claim_stale_inbox
 
@@ -21,16 +22,27 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TickReport:
     inbox_requeued: int
+    letters_queued: int = 0
+    letters_requeued: int = 0
 
 
 def tick(runtime: Runtime) -> TickReport:
+    now = runtime.clock.now()
     grace = timedelta(seconds=runtime.settings.sweep_grace_seconds)
-    ids = claim_stale_inbox(runtime.session_factory, runtime.clock.now(), grace)
-    for inbox_id in ids:
+    # Each claim commits before its tasks are enqueued: a task never sees a row that is
+    # not yet in its new state, and a lost message is found again by the next sweep.
+    inbox = claim_stale_inbox(runtime.session_factory, now, grace)
+    for inbox_id in inbox:
         send_quietly(runtime.dispatcher, INGEST_INBOX, inbox_id)
-    if ids:
-        log.info("re-enqueued %d inbox rows that were never ingested", len(ids))
-    return TickReport(inbox_requeued=len(ids))
+    if inbox:
+        log.info("re-enqueued %d inbox rows that were never ingested", len(inbox))
+    due = claim_due_letters(runtime.session_factory, now)
+    stuck = claim_stuck_queued(runtime.session_factory, now, grace)
+    for letter_id in (*due, *stuck):
+        send_quietly(runtime.dispatcher, SEND_LETTER, letter_id)
+    if due or stuck:
+        log.info("queued %d due letters, re-enqueued %d stuck ones", len(due), len(stuck))
+    return TickReport(len(inbox), len(due), len(stuck))
 
 
 def run_forever(runtime: Runtime, stop: threading.Event) -> None:

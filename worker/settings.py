@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     # Operational knobs (not in the product contract, safe defaults).
     webhook_max_bytes: int = Field(default=256 * 1024, gt=0)
     webhook_tolerance_seconds: int = Field(default=300, gt=0)
-    sweep_interval_seconds: float = Field(default=30.0, gt=0)
+    sweep_interval_seconds: float = Field(default=10.0, gt=0)
     sweep_grace_seconds: float = Field(default=60.0, gt=0)
     log_level: str = "INFO"
 

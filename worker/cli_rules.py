@@ -1,0 +1,196 @@
+"""`thankly rules …`: check, explain and apply the ops-edited rules file."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from worker.catalogue import Catalogue
+from worker.durations import format_duration
+from worker.events import InvalidEvent, parse_event_json
+from worker.rules import Rule, RulesError, RuleSet, load_rules
+from worker.settings import Settings, SettingsError, load_settings
+
+rules_app = typer.Typer(help="Check, explain and apply the delay rules.", no_args_is_help=True)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        _fail(str(exc), 2)
+
+
+def _rules(settings: Settings, file: Path | None = None) -> RuleSet:
+    try:
+        return load_rules(file or settings.rules_file, Catalogue.scan(settings.templates_dir))
+    except RulesError as exc:
+        for line in exc.lines():
+            err.print(line)
+        _fail(f"{len(exc.problems)} problem(s) in {exc.path}; nothing was changed")
+
+
+def describe(rule: Rule) -> str:
+    parts = [f"{rule.name}: {rule.on} → {rule.letter}", f"after {rule.delay}"]
+    for path, condition in rule.when.items():
+        ops = condition.model_dump(by_alias=True, exclude_unset=True)
+        parts.append("when " + ", ".join(f"{path} {op} {value}" for op, value in ops.items()))
+    if rule.cancel_on:
+        parts.append(f"cancelled by {', '.join(rule.cancel_on)}")
+    return "; ".join(parts)
+
+
+@rules_app.command("check")
+def check(
+    file: Annotated[
+        Path | None, typer.Argument(help="Rules file [default: THANKLY_RULES_FILE]")
+    ] = None,
+) -> None:
+    """Validate a rules file; print one line per rule, or each problem with its line."""
+    settings = _settings()
+    rules = _rules(settings, file)
+    d = rules.defaults
+    window = (
+        f"{','.join(d.send_window.days)} {d.send_window.start:%H:%M}-{d.send_window.end:%H:%M}"
+        if d.send_window
+        else "any time"
+    )
+    cap = (
+        f"{d.frequency_cap.max} per {format_duration(d.frequency_cap.per)}"
+        if d.frequency_cap
+        else "none"
+    )
+    out.print(f"{rules.source}: {len(rules.rules)} rule(s), valid")
+    out.print(f"defaults: timezone {d.timezone}; locale {d.locale}; send {window}; cap {cap}")
+    for rule in rules.rules:
+        out.print(describe(rule))
+
+
+def _parse_at(at: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except ValueError:
+        _fail(f"--at {at!r} is not an ISO date-time such as 2026-11-20T17:30:00Z", 2)
+    if moment.tzinfo is None:
+        _fail("--at needs a time zone, e.g. 2026-11-20T17:30:00Z or …+01:00", 2)
+    return moment
+
+
+@rules_app.command("explain")
+def explain_command(
+    event_file: Annotated[Path, typer.Argument(help="Event JSON (generic format).")],
+    at: Annotated[
+        str | None, typer.Option("--at", help="Pretend the event happened at this ISO time.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Which rule matches an event, which letter and locale, and when it would be due."""
+    from worker.explain import explain
+
+    settings = _settings()
+    try:
+        event = parse_event_json(event_file.read_bytes())
+    except OSError as exc:
+        _fail(f"cannot read {event_file}: {exc.strerror}", 2)
+    except InvalidEvent as exc:
+        _fail(f"{event_file} is not a valid event: {exc}", 2)
+    except ValueError as exc:
+        _fail(f"{event_file} is not valid JSON: {exc}", 2)
+    if at is not None:
+        event = event.model_copy(update={"timestamp": _parse_at(at)})
+    result = explain(event, _rules(settings), Catalogue.scan(settings.templates_dir))
+    if as_json:
+        out.print(json.dumps(result, ensure_ascii=False, indent=2))
+        return
+    _print_explanation(event.timestamp, result)
+
+
+def _print_explanation(occurred: datetime, result: dict[str, Any]) -> None:
+    out.print(f"event    {result['event_type']} for {result['contact']} at {occurred.isoformat()}")
+    if result["letter"] is None:
+        out.print(f"result   nothing is sent: {result['reason']}")
+        return
+    wanted = result["wanted_locale"]
+    note = (
+        f" (contact's locale {wanted!r} falls back)"
+        if wanted and wanted != result["locale"]
+        else ""
+    )
+    out.print(f"rule     {result['rule']}")
+    out.print(f"letter   {result['letter']} in {result['locale']}{note}")
+    out.print(f"due      {result['due_at']}  =  {result['due_local']} {result['timezone']}")
+    for other in result["rules"][1:]:
+        out.print(f"also     {other['rule']}: {other['reason'] or other['due_at']}")
+
+
+@rules_app.command("apply")
+def apply(
+    reschedule_: Annotated[
+        bool, typer.Option("--reschedule", help="Recompute due times of scheduled letters.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show, change nothing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Apply the current rules to letters that are still scheduled."""
+    from worker.clock import SystemClock
+    from worker.db import make_engine, make_session_factory
+    from worker.reschedule import reschedule
+
+    if not reschedule_:
+        _fail("say what to apply: --reschedule (with --dry-run to preview)", 2)
+    settings = _settings()
+    rules = _rules(settings)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        changes = reschedule(
+            make_session_factory(engine),
+            rules,
+            Catalogue.scan(settings.templates_dir),
+            SystemClock().now(),
+            dry_run=dry_run,
+        )
+    finally:
+        engine.dispose()
+    moved = [c for c in changes if c.moves]
+    if as_json:
+        out.print(
+            json.dumps(
+                [
+                    {
+                        "letter_id": c.letter_id,
+                        "rule": c.rule,
+                        "old_due_at": c.old_due_at.isoformat(),
+                        "new_due_at": c.new_due_at.isoformat() if c.new_due_at else None,
+                        "moves": c.moves,
+                        "note": c.note,
+                    }
+                    for c in changes
+                ],
+                indent=2,
+            )
+        )
+        return
+    for c in changes:
+        if c.moves:
+            assert c.new_due_at is not None
+            out.print(
+                f"#{c.letter_id} {c.rule}: {c.old_due_at.isoformat()} → {c.new_due_at.isoformat()}"
+            )
+        elif c.note:
+            out.print(f"#{c.letter_id} {c.rule}: left as is, {c.note}")
+    verb = "would move" if dry_run else "moved"
+    out.print(f"{verb} {len(moved)} of {len(changes)} scheduled letter(s)")

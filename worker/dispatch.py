@@ -1,0 +1,64 @@
+"""Claiming due letters for sending: the scheduler tick's half that concerns letters.
+
+A letter is claimed by moving it from `scheduled` to `queued` in a committed transaction
+before its send task is enqueued. On PostgreSQL the candidate rows are locked with
+`FOR UPDATE SKIP LOCKED`, so concurrent schedulers take disjoint batches instead of
+waiting on each other; on both backends the update is conditional on the status, so a
+row is claimed once however many schedulers run.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.models import Letter, LetterStatus
+
+
+def claim_due_letters(
+    session_factory: sessionmaker[Session], now: datetime, limit: int = 200
+) -> list[int]:
+    with session_factory.begin() as session:
+        query = (
+            select(Letter.id)
+            .where(Letter.status == LetterStatus.SCHEDULED, Letter.due_at <= now)
+            .order_by(Letter.due_at, Letter.id)
+            .limit(limit)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        ids = list(session.scalars(query))
+        if not ids:
+            return []
+        claimed = session.scalars(
+            update(Letter)
+            .where(Letter.id.in_(ids), Letter.status == LetterStatus.SCHEDULED)
+            .values(status=LetterStatus.QUEUED, updated_at=now)
+            .returning(Letter.id)
+        ).all()
+    return sorted(claimed)
+
+
+def claim_stuck_queued(
+    session_factory: sessionmaker[Session], now: datetime, grace: timedelta, limit: int = 200
+) -> list[int]:
+    """Queued letters whose send task never started (lost by the broker): enqueue again.
+    The send task claims `queued → sending` conditionally, so a duplicate is harmless."""
+    cutoff = now - grace
+    stuck = (Letter.status == LetterStatus.QUEUED, Letter.updated_at < cutoff)
+    with session_factory.begin() as session:
+        ids = list(
+            session.scalars(select(Letter.id).where(*stuck).order_by(Letter.id).limit(limit))
+        )
+        if not ids:
+            return []
+        return sorted(
+            session.scalars(
+                update(Letter)
+                .where(Letter.id.in_(ids), *stuck)
+                .values(updated_at=now)
+                .returning(Letter.id)
+            ).all()
+        )
