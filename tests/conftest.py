@@ -39,7 +39,10 @@ REDIS_URL = os.environ.get("THANKLY_TEST_REDIS_URL", "redis://127.0.0.1:6379/11"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OLD_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 NOW = datetime(2026, 11, 20, 10, 5, tzinfo=UTC)
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples"
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT.parent / "shared" / "samples"
+RULES_FILE = ROOT / "config" / "rules.yaml"
+TEMPLATES = ROOT / "templates"
 
 
 def _unavailable(what: str, why: object) -> None:
@@ -142,6 +145,9 @@ def make_settings(tmp_path: Path, db_url: str, **overrides: object) -> Settings:
         "database_url": db_url,
         "webhook_secrets": SecretStr(f"{SECRET},{OLD_SECRET}"),
         "secret_key": SecretStr("test-secret-key"),
+        "rules_file": RULES_FILE,
+        "templates_dir": TEMPLATES,
+        "mail_from": "Thankly <thanks@shop.example>",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

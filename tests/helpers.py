@@ -9,7 +9,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.models import Event, InboxItem
+from worker.intake import accept, ingest
+from worker.models import Event, InboxItem, Letter
+from worker.runtime import Runtime
 from worker.signatures import signed_headers
 
 
@@ -36,3 +38,21 @@ def count_rows(factory: sessionmaker[Session]) -> tuple[int, int]:
         inbox = session.scalar(select(func.count()).select_from(InboxItem)) or 0
         events = session.scalar(select(func.count()).select_from(Event)) or 0
     return inbox, events
+
+
+def ingest_doc(runtime: Runtime, doc: dict[str, Any], msg_id: str) -> list[Letter]:
+    """Push one event through accept → ingest → planning, as the task would; its letters."""
+    body = json.dumps(doc).encode()
+    accepted = accept(runtime.session_factory, "generic", msg_id, body, runtime.clock.now())
+    result = ingest(runtime.session_factory, accepted.inbox_id, runtime.clock, runtime.planner)
+    with runtime.session_factory() as session:
+        return list(
+            session.scalars(
+                select(Letter).where(Letter.event_id == result.event_id).order_by(Letter.id)
+            )
+        )
+
+
+def all_letters(runtime: Runtime) -> list[Letter]:
+    with runtime.session_factory() as session:
+        return list(session.scalars(select(Letter).order_by(Letter.id)))

@@ -57,4 +57,6 @@ def next_opening(at: datetime, window: SendWindow | None, zone: ZoneInfo) -> dat
 def due_time(
     occurred_at: datetime, delay: Delay, key: str, window: SendWindow | None, zone: ZoneInfo
 ) -> datetime:
-    return next_opening(occurred_at + spread(delay, key), window, zone)
+    # UTC first: Python adds a timedelta to a zoneinfo datetime in wall-clock time, which
+    # would make "48h" 47 or 49 elapsed hours across a DST change.
+    return next_opening(occurred_at.astimezone(UTC) + spread(delay, key), window, zone)
