@@ -89,19 +89,30 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        path = tmp_path / "thankly.db"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        return f"sqlite:///{path}"
-    url: str = request.getfixturevalue("pg_url")
-    engine = create_engine(url)
+@pytest.fixture
+def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
+    path = tmp_path / "thankly.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def pg_clean_url(pg_url: str) -> str:
+    """The session's PostgreSQL database, emptied for this test."""
+    engine = create_engine(pg_url)
     with engine.begin() as conn:
         conn.execute(
             text("TRUNCATE suppressions, attempts, letters, events, inbox RESTART IDENTITY CASCADE")
         )
     engine.dispose()
+    return pg_url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Runs the test once on each backend."""
+    name = "sqlite_url" if request.param == "sqlite" else "pg_clean_url"
+    url: str = request.getfixturevalue(name)
     return url
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import SAMPLES, free_port
+from tests.conftest import RULES_FILE, SAMPLES, TEMPLATES, free_port
 
 pytestmark = pytest.mark.slow
 THANKLY = [sys.executable, "-m", "worker.cli"]
@@ -24,6 +24,8 @@ def thankly_env(var_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("THANKLY_")}
     env["THANKLY_VAR_DIR"] = str(var_dir)
     env["THANKLY_SWEEP_INTERVAL_SECONDS"] = "1"
+    env["THANKLY_RULES_FILE"] = str(RULES_FILE)
+    env["THANKLY_TEMPLATES_DIR"] = str(TEMPLATES)
     return env
 
 
@@ -152,3 +154,20 @@ def test_production_processes_refuse_to_start_without_a_broker(
     )
     assert result.returncode == 2
     assert "THANKLY_BROKER_URL is not set" in result.stderr
+
+
+def test_run_refuses_to_start_on_a_broken_rules_file(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES_FILE.read_text().replace("delay: 24h}", "delay: 24 hours}", 1))
+    env = thankly_env(tmp_path / "var") | {"THANKLY_RULES_FILE": str(rules)}
+    result = subprocess.run(
+        [*THANKLY, "run", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"{rules}:" in result.stderr and "'24 hours' is not a duration" in result.stderr
+    assert "fix them and start again" in result.stderr

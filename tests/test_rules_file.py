@@ -42,7 +42,11 @@ def problems(text: str) -> list[str]:
 
 def test_shipped_rules_are_valid() -> None:
     rules = load_rules(RULES_FILE, CATALOGUE)
-    assert [r.name for r in rules.rules] == ["deal-closed-thanks", "feedback-thanks", "referral-thanks"]
+    assert [r.name for r in rules.rules] == [
+        "deal-closed-thanks",
+        "feedback-thanks",
+        "referral-thanks",
+    ]
     deal = rules.rules[0]
     assert deal.on == "deal.closed"  # YAML 1.1 would have read the key `on` as True
     assert str(deal.delay) == "24h to 72h"
@@ -56,36 +60,75 @@ def test_the_catalogue_has_every_letter_in_every_shipped_locale() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("delay: {min: 24h, max: 72h}", "delay: {min: 24h, max: 72 hours}",
-         "rules.yaml:10: rules[0] (deal-closed-thanks).delay: '72 hours' is not a duration: "
-         "write a whole number and a unit (s, m, h, d, w) with no space, e.g. 48h"),
-        ("delay: 24h}", "delay: 48 hours}", "rules.yaml:13: rules[1] (feedback-thanks).delay: "
-         "'48 hours' is not a duration"),
-        ("letter: deal_closed", "letter: deal_closd",
-         "rules.yaml:9: rules[0] (deal-closed-thanks).letter: no letter 'deal_closd' in the "
-         "templates folder; did you mean deal_closed?"),
-        ("timezone: Europe/Berlin", "timezone: Europe/Berln",
-         "rules.yaml:2: defaults.timezone: 'Europe/Berln' is not a time zone: use an IANA name"),
-        ("locale: en", "locale: fr", "rules.yaml:9: rules[0] (deal-closed-thanks).letter: "
-         "deal_closed has no 'fr' version"),
-        ("    cancel_on:", "    cancel_after: 3d\n    cancel_on:",
-         "rules.yaml:12: rules[0] (deal-closed-thanks).cancel_after: unknown key"),
-        ("{gte: 100}", "{gt: 100}", "rules.yaml:11: rules[0] (deal-closed-thanks).when: "
-         "unknown operator 'gt': did you mean gte?"),
-        ("deal.amount:", "deal.amont:", "rules.yaml:11: rules[0] (deal-closed-thanks).when: "
-         "unknown event field 'deal.amont': did you mean deal.amount?"),
-        ('start: "09:00"', "start: 9:00", 'rules.yaml:4: defaults.send_window.start: write '
-         'times in quotes, e.g. "09:00"'),
+        (
+            "delay: {min: 24h, max: 72h}",
+            "delay: {min: 24h, max: 72 hours}",
+            "rules.yaml:10: rules[0] (deal-closed-thanks).delay: '72 hours' is not a duration: "
+            "write a whole number and a unit (s, m, h, d, w) with no space, e.g. 48h",
+        ),
+        (
+            "delay: 24h}",
+            "delay: 48 hours}",
+            "rules.yaml:13: rules[1] (feedback-thanks).delay: '48 hours' is not a duration",
+        ),
+        (
+            "letter: deal_closed",
+            "letter: deal_closd",
+            "rules.yaml:9: rules[0] (deal-closed-thanks).letter: no letter 'deal_closd' in the "
+            "templates folder; did you mean deal_closed?",
+        ),
+        (
+            "timezone: Europe/Berlin",
+            "timezone: Europe/Berln",
+            "rules.yaml:2: defaults.timezone: 'Europe/Berln' is not a time zone: use an IANA name",
+        ),
+        (
+            "locale: en",
+            "locale: fr",
+            "rules.yaml:9: rules[0] (deal-closed-thanks).letter: deal_closed has no 'fr' version",
+        ),
+        (
+            "    cancel_on:",
+            "    cancel_after: 3d\n    cancel_on:",
+            "rules.yaml:12: rules[0] (deal-closed-thanks).cancel_after: unknown key",
+        ),
+        (
+            "{gte: 100}",
+            "{gt: 100}",
+            "rules.yaml:11: rules[0] (deal-closed-thanks).when: "
+            "unknown operator 'gt': did you mean gte?",
+        ),
+        (
+            "deal.amount:",
+            "deal.amont:",
+            "rules.yaml:11: rules[0] (deal-closed-thanks).when: "
+            "unknown event field 'deal.amont': did you mean deal.amount?",
+        ),
+        (
+            'start: "09:00"',
+            "start: 9:00",
+            'rules.yaml:4: defaults.send_window.start: write times in quotes, e.g. "09:00"',
+        ),
         ('end: "18:00"', 'end: "08:00"', "rules.yaml:4: defaults.send_window: end must be later"),
         ("[mon, tue,", "[mon, tues,", "rules.yaml:4: defaults.send_window.days.1: Input should"),
         ("on: deal.closed", "on: deal.won", "rules.yaml:8: rules[0] (deal-closed-thanks).on:"),
-        ("name: feedback-thanks", "name: deal-closed-thanks",
-         "rules.yaml:13: rules[1] (deal-closed-thanks).name: 'deal-closed-thanks' is already the "
-         "name of rules[0]; names must be unique"),
-        ("name: deal-closed-thanks", "name: Deal Closed", "rules.yaml:7: rules[0] (Deal Closed)"
-         ".name: rule names use lowercase letters, digits, - and _"),
-        ("max: 1, per: 7d", "max: 1, per: a week", "rules.yaml:5: defaults.frequency_cap.per: "
-         "'a week' is not a duration"),
+        (
+            "name: feedback-thanks",
+            "name: deal-closed-thanks",
+            "rules.yaml:13: rules[1] (deal-closed-thanks).name: 'deal-closed-thanks' is already "
+            "the name of rules[0]; names must be unique",
+        ),
+        (
+            "name: deal-closed-thanks",
+            "name: Deal Closed",
+            "rules.yaml:7: rules[0] (Deal Closed)"
+            ".name: rule names use lowercase letters, digits, - and _",
+        ),
+        (
+            "max: 1, per: 7d",
+            "max: 1, per: a week",
+            "rules.yaml:5: defaults.frequency_cap.per: 'a week' is not a duration",
+        ),
     ],
 )
 def test_each_mistake_is_reported_with_its_line(old: str, new: str, expected: str) -> None:
@@ -108,11 +151,23 @@ def test_a_file_that_is_not_a_mapping() -> None:
     assert "expected a mapping" in problems("- just a list\n")[0]
 
 
-def thankly(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "THANKLY_TEMPLATES_DIR": str(TEMPLATES),
-           "THANKLY_RULES_FILE": str(RULES_FILE), **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "worker.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+def thankly(
+    *args: str, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "THANKLY_TEMPLATES_DIR": str(TEMPLATES),
+        "THANKLY_RULES_FILE": str(RULES_FILE),
+        **(env_extra or {}),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_rules_check_cli_valid_file_prints_a_line_per_rule() -> None:
@@ -120,8 +175,10 @@ def test_rules_check_cli_valid_file_prints_a_line_per_rule() -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0].endswith("3 rule(s), valid")
-    assert lines[2] == ("deal-closed-thanks: deal.closed → deal_closed; after 24h to 72h; "
-                        "when deal.amount gte 100; cancelled by deal.reopened, deal.lost")
+    assert lines[2] == (
+        "deal-closed-thanks: deal.closed → deal_closed; after 24h to 72h; "
+        "when deal.amount gte 100; cancelled by deal.reopened, deal.lost"
+    )
     assert len(lines) == 2 + 3
 
 

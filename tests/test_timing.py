@@ -105,8 +105,11 @@ def test_the_spread_stays_inside_the_window(key: str, low: int, extra: int) -> N
     assert delay.min <= spread(delay, key) <= delay.max
 
 
-@given(at=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31),
-                       timezones=st.just(UTC)))
+@given(
+    at=st.datetimes(
+        min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(UTC)
+    )
+)
 def test_an_opening_is_always_inside_the_window_and_not_earlier(at: datetime) -> None:
     due = next_opening(at, OFFICE, BERLIN)
     local_due = due.astimezone(BERLIN)
