@@ -199,3 +199,13 @@ def test_every_sample_is_explained_sensibly(path: Any) -> None:
     assert due - event.timestamp >= timedelta(hours=24)
     local = due.astimezone(ZoneInfo(result["timezone"]))
     assert local.weekday() < 5 and 9 <= local.hour < 18
+
+
+def test_a_contact_without_a_time_zone_gets_the_default_one(runtime: Runtime) -> None:
+    doc = copy.deepcopy(DE_FEEDBACK)
+    del doc["data"]["contact"]["timezone"]
+    doc["timestamp"] = "2026-11-17T06:00:00Z"  # Tue 07:00 Berlin (the default) +24h = 07:00
+    [letter] = ingest_doc(runtime, doc, "evt_1")
+    assert letter.due_at.astimezone(ZoneInfo("Europe/Berlin")).isoformat() == (
+        "2026-11-18T09:00:00+01:00"  # moved to the window's opening
+    )

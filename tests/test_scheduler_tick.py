@@ -265,3 +265,26 @@ def test_the_guard_catches_a_long_countdown(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("send.apply_async(args=[1], countdown=48 * 3600)\nx.apply_async(eta=t)\n")
     assert len(_long_delays(bad)) == 2
+
+
+def test_the_wait_passes_on_the_system_clock_with_time_machine(
+    tmp_path: Path, sqlite_url: str, time_machine: Any
+) -> None:
+    """The production clock, moved by time-machine: nothing is due until the day after."""
+    from tests.conftest import make_settings
+    from worker.runtime import build_runtime
+
+    time_machine.move_to(datetime(2026, 11, 17, 8, 0, tzinfo=UTC), tick=False)  # Tue 09:00 CET
+    dispatcher = RecordingDispatcher()
+    runtime = build_runtime(make_settings(tmp_path, sqlite_url), dispatcher=dispatcher)
+    try:
+        doc = dict(FEEDBACK, timestamp="2026-11-17T08:00:00Z")
+        [letter] = ingest_doc(runtime, doc, "evt_1")
+        assert letter.due_at == datetime(2026, 11, 18, 8, 0, tzinfo=UTC)
+        time_machine.move_to(datetime(2026, 11, 18, 7, 59, tzinfo=UTC), tick=False)
+        assert scheduler.tick(runtime).letters_queued == 0
+        time_machine.move_to(datetime(2026, 11, 18, 8, 0, tzinfo=UTC), tick=False)
+        assert scheduler.tick(runtime).letters_queued == 1
+        assert dispatcher.sent == [(SEND_LETTER, (letter.id,))]
+    finally:
+        runtime.engine.dispose()
