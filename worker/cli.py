@@ -9,14 +9,15 @@ import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import httpx
 import typer
-from rich.console import Console
 
+from worker.cli_common import err, fail, out
+from worker.cli_common import settings_or_exit as _settings
 from worker.cli_rules import rules_app
-from worker.settings import Settings, SettingsError, load_settings, redact_url
+from worker.settings import Settings, redact_url
 
 if TYPE_CHECKING:
     from worker.runtime import Runtime
@@ -33,23 +34,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(event_app, name="event")
 app.add_typer(rules_app, name="rules")
 
-out = Console()
-err = Console(stderr=True)
 
 HostOpt = Annotated[str, typer.Option("--host", help="Interface to listen on.")]
 PortOpt = Annotated[int, typer.Option("--port", help="TCP port.")]
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        fail(str(exc), 2)
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -67,7 +54,7 @@ def _require_rules(runtime: Runtime) -> None:
         rules = runtime.rules.get()
     except RulesError as exc:
         for line in exc.lines():
-            err.print(line, highlight=False, soft_wrap=True)
+            err.print(line)
         fail(f"{len(exc.problems)} problem(s) in the rules file; fix them and start again", 2)
     logging.getLogger(__name__).info("%d rules loaded from %s", len(rules.rules), rules.source)
 

@@ -5,34 +5,21 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from worker.catalogue import Catalogue
+from worker.cli_common import err, out
+from worker.cli_common import fail as _fail
+from worker.cli_common import settings_or_exit as _settings
 from worker.durations import format_duration
 from worker.events import InvalidEvent, parse_event_json
 from worker.rules import Rule, RulesError, RuleSet, load_rules
-from worker.settings import Settings, SettingsError, load_settings
+from worker.settings import Settings
 
 rules_app = typer.Typer(help="Check, explain and apply the delay rules.", no_args_is_help=True)
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        _fail(str(exc), 2)
 
 
 def _rules(settings: Settings, file: Path | None = None) -> RuleSet:
