@@ -62,3 +62,24 @@ def claim_stuck_queued(
                 .returning(Letter.id)
             ).all()
         )
+
+
+def mark_stale_sending_unknown(
+    session_factory: sessionmaker[Session], now: datetime, timeout: timedelta
+) -> list[int]:
+    """Letters stuck in `sending` (the worker died mid-send, or could not record the
+    result): the server may have accepted them, so they become `unknown`, never resent."""
+    cutoff = now - timeout
+    with session_factory.begin() as session:
+        return sorted(
+            session.scalars(
+                update(Letter)
+                .where(Letter.status == LetterStatus.SENDING, Letter.updated_at < cutoff)
+                .values(
+                    status=LetterStatus.UNKNOWN,
+                    updated_at=now,
+                    last_error="worker stopped while sending; the letter may have been sent",
+                )
+                .returning(Letter.id)
+            ).all()
+        )

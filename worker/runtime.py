@@ -5,7 +5,7 @@ Built once per process (`init_runtime`); Celery tasks reach it through `get_runt
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,10 +13,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker import celery_app
 from worker.clock import Clock, SystemClock
 from worker.db import make_engine, make_session_factory
+from worker.letters import Renderer
+from worker.mail.senders import Sender, make_sender
 from worker.message_ids import message_id_domain
 from worker.planning import Planner
 from worker.queue import CeleryDispatcher, Dispatcher
 from worker.rules import RulesStore
+from worker.secrets_store import secret_key
+from worker.sending import Delivery
 from worker.settings import Settings, load_settings
 
 
@@ -29,13 +33,33 @@ class Runtime:
     dispatcher: Dispatcher
     rules: RulesStore
     planner: Planner
+    sender: Sender
+    _delivery: Delivery | None = field(default=None, repr=False)
+
+    def delivery(self) -> Delivery:
+        """Built on first use: only processes that send need the secret key."""
+        if self._delivery is None:
+            self._delivery = Delivery(
+                session_factory=self.session_factory,
+                clock=self.clock,
+                renderer=Renderer(self.settings.templates_dir),
+                sender=self.sender,
+                settings=self.settings,
+                secret_key=secret_key(self.settings),
+                default_timezone=lambda: self.rules.get().defaults.timezone,
+            )
+        return self._delivery
 
 
 _current: Runtime | None = None
 
 
 def build_runtime(
-    settings: Settings, *, clock: Clock | None = None, dispatcher: Dispatcher | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    dispatcher: Dispatcher | None = None,
+    sender: Sender | None = None,
 ) -> Runtime:
     engine = make_engine(settings.effective_database_url)
     app = celery_app.configure(settings)
@@ -48,6 +72,7 @@ def build_runtime(
         dispatcher=dispatcher or CeleryDispatcher(app),
         rules=rules,
         planner=Planner(rules, message_id_domain(settings.mail_from)),
+        sender=sender or make_sender(settings.smtp_url, settings.outbox_dir),
     )
 
 

@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
-from worker.dispatch import claim_due_letters, claim_stuck_queued
+from worker.dispatch import claim_due_letters, claim_stuck_queued, mark_stale_sending_unknown
 from worker.healthcheck import HEARTBEAT_FILE
 from worker.queue import INGEST_INBOX, SEND_LETTER, send_quietly
 from worker.runtime import Runtime
@@ -24,6 +24,7 @@ class TickReport:
     inbox_requeued: int
     letters_queued: int = 0
     letters_requeued: int = 0
+    letters_lost: int = 0
 
 
 def tick(runtime: Runtime) -> TickReport:
@@ -42,7 +43,11 @@ def tick(runtime: Runtime) -> TickReport:
         send_quietly(runtime.dispatcher, SEND_LETTER, letter_id)
     if due or stuck:
         log.info("queued %d due letters, re-enqueued %d stuck ones", len(due), len(stuck))
-    return TickReport(len(inbox), len(due), len(stuck))
+    timeout = timedelta(seconds=runtime.settings.sending_timeout_seconds)
+    lost = mark_stale_sending_unknown(runtime.session_factory, now, timeout)
+    if lost:
+        log.error("letters %s were left in `sending`; marked unknown (not resent)", lost)
+    return TickReport(len(inbox), len(due), len(stuck), len(lost))
 
 
 def run_forever(runtime: Runtime, stop: threading.Event) -> None:

@@ -69,6 +69,15 @@ class Settings(BaseSettings):
     pipedrive_webhook_password: SecretStr | None = None
     pipedrive_api_base: str | None = None
     machine_open_seconds: int = Field(default=5, ge=0)
+    next_step_url: str | None = None
+
+    # Delivery: tries inside one task run, then the letter waits and is tried again later,
+    # up to max_send_attempts SMTP attempts in all before it is `failed`.
+    smtp_tries: int = Field(default=3, ge=1, le=10)
+    smtp_retry_wait_seconds: float = Field(default=2.0, ge=0)
+    max_send_attempts: int = Field(default=12, ge=1)
+    retry_delay_seconds: float = Field(default=600.0, ge=0)
+    sending_timeout_seconds: float = Field(default=900.0, gt=0)
 
     # Operational knobs (not in the product contract, safe defaults).
     webhook_max_bytes: int = Field(default=256 * 1024, gt=0)
@@ -89,6 +98,22 @@ class Settings(BaseSettings):
     def _broker_is_redis(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("redis://", "rediss://")):
             raise ValueError("must be a redis:// or rediss:// URL")
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            from worker.mail.senders import SmtpConfig
+
+            SmtpConfig.from_url(value)
+        return value
+
+    @field_validator("next_step_url")
+    @classmethod
+    def _next_step_http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
         return value
 
     @field_validator("public_url")

@@ -1,0 +1,140 @@
+"""Rendering a letter: subject, plain text and HTML, in the recipient's locale.
+
+Templates come from ops-editable files, data from CRMs: both are untrusted. Templates run
+in Jinja's ImmutableSandboxedEnvironment with StrictUndefined (a typo is an error, never
+an empty string); CRM strings are only ever values, never template source. HTML is
+autoescaped and gets its CSS inlined; text and subject use a separate, non-escaping
+environment so "Müller & Co" stays readable there.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import css_inline
+from babel.core import Locale, UnknownLocaleError
+from babel.dates import format_date
+from babel.numbers import format_currency, format_decimal
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from worker.rules import CONDITION_PATHS
+
+MAX_SUBJECT = 60
+_INLINER = css_inline.CSSInliner(load_remote_stylesheets=False, keep_style_tags=False)
+_SPACE = re.compile(r"\s+")
+_BLANK_RUNS = re.compile(r"\n[ \t]*(\n[ \t]*)+\n")
+
+
+class RenderError(Exception):
+    """The template could not be rendered (permanent: retrying gives the same error)."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+def _babel_locale(locale: str) -> Locale:
+    try:
+        return Locale.parse(locale.replace("-", "_"))
+    except (UnknownLocaleError, ValueError):
+        return Locale.parse("en")
+
+
+def format_amount(amount: Any, currency: str | None, locale: str) -> str | None:
+    if amount in (None, ""):
+        return None
+    try:
+        value = Decimal(str(amount))
+    except InvalidOperation:
+        return None
+    where = _babel_locale(locale)
+    if currency:
+        return str(format_currency(value, currency.upper(), locale=where))
+    return str(format_decimal(value, locale=where))
+
+
+def safe_url(url: str | None) -> str | None:
+    """Only absolute http(s) URLs ever go into a letter's links."""
+    if url and re.match(r"^https?://[^\s<>\"']+$", url, re.IGNORECASE):
+        return url
+    return None
+
+
+def one_line(text: str) -> str:
+    """No CR, LF or other control characters: for headers and subjects."""
+    return _SPACE.sub(" ", "".join(ch if ch.isprintable() else " " for ch in text)).strip()
+
+
+def build_context(
+    payload: dict[str, Any],
+    locale: str,
+    timezone: str,
+    *,
+    next_step_url: str | None = None,
+    unsubscribe_url: str | None = None,
+) -> dict[str, Any]:
+    """What a template sees (templates/README.md): every section with every key."""
+    data = payload.get("data") or {}
+    context: dict[str, Any] = {
+        section: {key: (data.get(section) or {}).get(key) for key in keys}
+        for section, keys in CONDITION_PATHS.items()
+    }
+    deal = context["deal"]
+    occurred = datetime.fromisoformat(str(payload["timestamp"]).replace("Z", "+00:00"))
+    context.update(
+        amount=format_amount(deal["amount"], deal["currency"], locale),
+        event_date=format_date(
+            occurred.astimezone(ZoneInfo(timezone)).date(), "long", locale=_babel_locale(locale)
+        ),
+        next_step_url=safe_url(next_step_url),
+        unsubscribe_url=safe_url(unsubscribe_url),
+        locale=locale,
+    )
+    return context
+
+
+class Renderer:
+    def __init__(self, templates_dir: Path) -> None:
+        loader = FileSystemLoader(templates_dir)
+        common: dict[str, Any] = {
+            "loader": loader,
+            "undefined": StrictUndefined,
+            "keep_trailing_newline": False,
+            "auto_reload": True,  # ops edits apply without a restart
+        }
+        self._html = ImmutableSandboxedEnvironment(autoescape=True, **common)
+        self._text = ImmutableSandboxedEnvironment(autoescape=False, **common)
+
+    def render(self, letter: str, locale: str, context: dict[str, Any]) -> Rendered:
+        base = f"{letter}/{locale}"
+        try:
+            subject = one_line(self._text.get_template(f"{base}/subject.txt").render(context))
+            subject = _shorten(subject, MAX_SUBJECT)
+            text = self._text.get_template(f"{base}/body.txt").render(context)
+            html = self._html.get_template(f"{base}/body.html").render(context, subject=subject)
+        except TemplateError as exc:
+            where = getattr(exc, "name", None) or base
+            line = getattr(exc, "lineno", None)
+            raise RenderError(
+                f"{where}{f':{line}' if line else ''}: {type(exc).__name__}: {exc}"
+            ) from None
+        # Optional paragraphs that rendered empty leave blank runs; fold them to one.
+        text = _BLANK_RUNS.sub("\n\n", text).strip() + "\n"
+        return Rendered(subject, text, _INLINER.inline(html))
+
+
+def _shorten(subject: str, limit: int) -> str:
+    if len(subject) <= limit:
+        return subject
+    cut = subject[: limit - 1].rsplit(" ", 1)[0]
+    return cut.rstrip(",;:-\u2013 ") + "\u2026"

@@ -1,0 +1,212 @@
+"""Delivering one letter, exactly once or with the precise reason why not.
+
+    queued ──claim──▶ sending ──▶ sent
+                         ├──▶ failed     render error, 5xx, or too many attempts
+                         ├──▶ unknown    connection lost after the content was sent
+                         ├──▶ suppressed unsubscribed since it was planned
+                         └──▶ scheduled  transient failures: due again later
+
+The claim is a conditional update (`WHERE status = 'queued'`): a redelivered task, a
+cancelled letter or a second worker finds nothing to do. Every SMTP try is an Attempt row.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from worker.clock import Clock
+from worker.letters import Renderer, RenderError, build_context
+from worker.mail.message import build_message
+from worker.mail.senders import Sender, SendError
+from worker.models import Attempt, Event, Letter, LetterStatus, Suppression
+from worker.settings import Settings
+from worker.tokens import make_token
+
+log = logging.getLogger(__name__)
+MAX_RETRY_DELAY = timedelta(hours=6)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What sending needs besides the letter; built once per process."""
+
+    session_factory: sessionmaker[Session]
+    clock: Clock
+    renderer: Renderer
+    sender: Sender
+    settings: Settings
+    secret_key: str
+    default_timezone: Callable[[], str]
+    sleep: Callable[[float], None] = time.sleep
+
+
+def unsubscribe_url(settings: Settings, secret_key: str, letter_id: int) -> str:
+    return f"{settings.public_url}/u/{make_token(secret_key, 'unsubscribe', str(letter_id))}"
+
+
+def _finish(session: Session, letter_id: int, now: datetime, **values: object) -> None:
+    session.execute(
+        update(Letter)
+        .where(Letter.id == letter_id, Letter.status == LetterStatus.SENDING)
+        .values(updated_at=now, **values)
+    )
+
+
+def _record(
+    d: Delivery,
+    letter_id: int,
+    started: datetime,
+    outcome: str,
+    error: SendError | None = None,
+    text: str | None = None,
+) -> None:
+    with d.session_factory.begin() as session:
+        session.add(
+            Attempt(
+                letter_id=letter_id,
+                started_at=started,
+                finished_at=d.clock.now(),
+                outcome=outcome,
+                error_class=error.error_class if error else ("render" if text else None),
+                smtp_code=error.code if error else None,
+                error_text=(str(error) if error else text),
+            )
+        )
+        session.execute(
+            update(Letter)
+            .where(Letter.id == letter_id)
+            .values(attempt_count=Letter.attempt_count + 1)
+        )
+
+
+def send_letter(d: Delivery, letter_id: int) -> str:
+    now = d.clock.now()
+    with d.session_factory.begin() as session:
+        claimed = session.execute(
+            update(Letter)
+            .where(Letter.id == letter_id, Letter.status == LetterStatus.QUEUED)
+            .values(status=LetterStatus.SENDING, updated_at=now)
+        )
+        if getattr(claimed, "rowcount", 0) != 1:
+            return "skipped"  # cancelled, suppressed, or another worker has it
+        letter = session.get_one(Letter, letter_id)
+        payload = session.scalars(select(Event.payload).where(Event.id == letter.event_id)).one()
+        if session.scalar(select(Suppression.id).where(Suppression.email == letter.contact_email)):
+            _finish(
+                session,
+                letter_id,
+                now,
+                status=LetterStatus.SUPPRESSED,
+                status_reason="unsubscribed",
+            )
+            return "suppressed"
+
+    contact = payload["data"].get("contact") or {}
+    owner = payload["data"].get("owner") or {}
+    unsubscribe = unsubscribe_url(d.settings, d.secret_key, letter_id)
+    try:
+        context = build_context(
+            payload,
+            letter.locale,
+            contact.get("timezone") or d.default_timezone(),
+            next_step_url=d.settings.next_step_url,
+            unsubscribe_url=unsubscribe,
+        )
+        rendered = d.renderer.render(letter.letter, letter.locale, context)
+    except RenderError as exc:
+        _record(d, letter_id, now, "permanent", text=str(exc))
+        with d.session_factory.begin() as session:
+            _finish(
+                session,
+                letter_id,
+                d.clock.now(),
+                status=LetterStatus.FAILED,
+                last_error=f"render: {exc}",
+            )
+        log.error("letter #%s cannot be rendered: %s", letter_id, exc)
+        return "failed"
+
+    message = build_message(
+        rendered=rendered,
+        mail_from=d.settings.mail_from,
+        to=letter.contact_email,
+        message_id=letter.message_id,
+        date=now,
+        owner_name=owner.get("name"),
+        owner_email=owner.get("email"),
+        unsubscribe_url=unsubscribe,
+    )
+    envelope_from = message["From"].addresses[0].addr_spec
+
+    def attempt() -> None:
+        started = d.clock.now()
+        try:
+            d.sender.send(message, envelope_from, letter.contact_email)
+        except SendError as exc:
+            _record(d, letter_id, started, exc.kind, exc)
+            raise
+        _record(d, letter_id, started, "sent")
+
+    retrying = Retrying(
+        stop=stop_after_attempt(d.settings.smtp_tries),
+        wait=wait_random_exponential(multiplier=d.settings.smtp_retry_wait_seconds, max=30),
+        retry=retry_if_exception(lambda e: isinstance(e, SendError) and e.kind == "transient"),
+        sleep=d.sleep,
+        reraise=True,
+    )
+    try:
+        retrying(attempt)
+    except SendError as exc:
+        return _after_failure(d, letter_id, exc)
+    with d.session_factory.begin() as session:
+        _finish(
+            session,
+            letter_id,
+            d.clock.now(),
+            status=LetterStatus.SENT,
+            sent_at=d.clock.now(),
+            last_error=None,
+        )
+    log.info("letter #%s sent (%s)", letter_id, letter.message_id)
+    return "sent"
+
+
+def _after_failure(d: Delivery, letter_id: int, exc: SendError) -> str:
+    now = d.clock.now()
+    with d.session_factory.begin() as session:
+        attempts = session.scalars(select(Letter.attempt_count).where(Letter.id == letter_id)).one()
+        if exc.kind == "unknown":
+            _finish(session, letter_id, now, status=LetterStatus.UNKNOWN, last_error=str(exc))
+            log.error("letter #%s: outcome unknown, not resent: %s", letter_id, exc)
+            return "unknown"
+        if exc.kind == "permanent" or attempts >= d.settings.max_send_attempts:
+            reason = (
+                str(exc)
+                if exc.kind == "permanent"
+                else (f"gave up after {attempts} attempts; last: {exc}")
+            )
+            _finish(session, letter_id, now, status=LetterStatus.FAILED, last_error=reason)
+            log.error("letter #%s failed: %s", letter_id, reason)
+            return "failed"
+        rounds = max(1, attempts // d.settings.smtp_tries)
+        delay = min(
+            timedelta(seconds=d.settings.retry_delay_seconds) * 2 ** (rounds - 1), MAX_RETRY_DELAY
+        )
+        _finish(
+            session,
+            letter_id,
+            now,
+            status=LetterStatus.SCHEDULED,
+            due_at=now + delay,
+            last_error=str(exc),
+        )
+        log.warning("letter #%s: %s; trying again at %s", letter_id, exc, (now + delay).isoformat())
+        return "retry"
