@@ -105,7 +105,8 @@ def build_context(
 
 class Renderer:
     def __init__(self, templates_dir: Path) -> None:
-        loader = FileSystemLoader(templates_dir)
+        self._root = templates_dir.resolve()
+        loader = FileSystemLoader(self._root)
         common: dict[str, Any] = {
             "loader": loader,
             "undefined": StrictUndefined,
@@ -123,14 +124,25 @@ class Renderer:
             text = self._text.get_template(f"{base}/body.txt").render(context)
             html = self._html.get_template(f"{base}/body.html").render(context, subject=subject)
         except TemplateError as exc:
-            where = getattr(exc, "name", None) or base
-            line = getattr(exc, "lineno", None)
-            raise RenderError(
-                f"{where}{f':{line}' if line else ''}: {type(exc).__name__}: {exc}"
-            ) from None
+            raise RenderError(f"{self._where(exc, base)}: {type(exc).__name__}: {exc}") from None
         # Optional paragraphs that rendered empty leave blank runs; fold them to one.
         text = _BLANK_RUNS.sub("\n\n", text).strip() + "\n"
         return Rendered(subject, text, _INLINER.inline(html))
+
+
+    def _where(self, exc: TemplateError, fallback: str) -> str:
+        """`letter/locale/file:line` of the failing template line, for ops staff."""
+        name, line = getattr(exc, "name", None), getattr(exc, "lineno", None)
+        if name and line:  # syntax errors know where they are
+            return f"{name}:{line}"
+        # Runtime errors do not, but Jinja rewrites the traceback to template lines.
+        tb, found = exc.__traceback__, None
+        while tb is not None:
+            path = Path(tb.tb_frame.f_code.co_filename)
+            if path.is_relative_to(self._root):
+                found = f"{path.relative_to(self._root).as_posix()}:{tb.tb_lineno}"
+            tb = tb.tb_next
+        return found or fallback
 
 
 def _shorten(subject: str, limit: int) -> str:
