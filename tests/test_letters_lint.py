@@ -16,8 +16,11 @@ from worker.letters import Renderer, build_context
 
 CATALOGUE = Catalogue.scan(TEMPLATES)
 RENDERER = Renderer(TEMPLATES)
-MINIMAL: dict[str, Any] = {"type": "deal.closed", "timestamp": "2026-11-20T10:00:00Z",
-                           "data": {"contact": {"email": "sam@example.com"}}}
+MINIMAL: dict[str, Any] = {
+    "type": "deal.closed",
+    "timestamp": "2026-11-20T10:00:00Z",
+    "data": {"contact": {"email": "sam@example.com"}},
+}
 EVENTS = {p.name: json.loads(p.read_text()) for p in sorted(SAMPLES.glob("*.json"))}
 EVENTS["minimal"] = MINIMAL
 CASES = [
@@ -30,8 +33,13 @@ LEFTOVERS = re.compile(r"\{\{|\}\}|\{%|%\}|\bNone\b|\bUndefined\b")
 
 
 def render(letter: str, locale: str, event: dict[str, Any], url: str | None = None) -> Any:
-    context = build_context(event, locale, "Europe/Berlin", next_step_url=url,
-                            unsubscribe_url="https://thankly.example/u/tok")
+    context = build_context(
+        event,
+        locale,
+        "Europe/Berlin",
+        next_step_url=url,
+        unsubscribe_url="https://thankly.example/u/tok",
+    )
     return RENDERER.render(letter, locale, context)
 
 
@@ -68,8 +76,12 @@ def test_every_letter_exists_in_every_shipped_locale() -> None:
 
 @pytest.mark.parametrize(
     ("locale", "formatted"),
-    [("en", "€5,000.00"), ("de", "5.000,00\xa0€"), ("ru", "5\xa0000,00\xa0€"),
-     ("pl", "5\xa0000,00\xa0€")],
+    [
+        ("en", "€5,000.00"),
+        ("de", "5.000,00\xa0€"),
+        ("ru", "5\xa0000,00\xa0€"),
+        ("pl", "5\xa0000,00\xa0€"),
+    ],
 )
 def test_amounts_are_formatted_for_the_locale(locale: str, formatted: str) -> None:
     out = render("deal_closed", locale, EVENTS["deal_closed.ru.json"])
@@ -86,8 +98,12 @@ def test_the_specific_thing_is_named() -> None:
 
 
 def test_without_a_name_the_greeting_is_neutral() -> None:
-    for locale, greeting in (("en", "Hello,"), ("de", "Guten Tag,"), ("ru", "Здравствуйте!"),
-                             ("pl", "Dzień dobry!")):
+    for locale, greeting in (
+        ("en", "Hello,"),
+        ("de", "Guten Tag,"),
+        ("ru", "Здравствуйте!"),
+        ("pl", "Dzień dobry!"),
+    ):
         out = render("deal_closed", locale, MINIMAL)
         assert out.text.splitlines()[0] == greeting
 

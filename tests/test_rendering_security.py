@@ -38,13 +38,18 @@ def letter_for(name: str, **extra: Any) -> tuple[Any, EmailMessage]:
     doc["data"]["contact"]["first_name"] = name
     doc["data"]["deal"]["title"] = name
     doc["data"]["owner"]["name"] = name
-    context = build_context(doc, "en", "Europe/Berlin", unsubscribe_url="https://t.example/u/x",
-                            **extra)
+    context = build_context(
+        doc, "en", "Europe/Berlin", unsubscribe_url="https://t.example/u/x", **extra
+    )
     rendered = RENDERER.render("deal_closed", "en", context)
     message = build_message(
-        rendered=rendered, mail_from="Team <team@shop.example>", to="anna@example.org",
-        message_id="<m1@shop.example>", date=datetime(2026, 11, 23, 9, tzinfo=UTC),
-        owner_name=name, owner_email="ivan@seller.example",
+        rendered=rendered,
+        mail_from="Team <team@shop.example>",
+        to="anna@example.org",
+        message_id="<m1@shop.example>",
+        date=datetime(2026, 11, 23, 9, tzinfo=UTC),
+        owner_name=name,
+        owner_email="ivan@seller.example",
         unsubscribe_url="https://t.example/u/x",
     )
     return rendered, message
@@ -58,10 +63,20 @@ def test_injection_corpus(name: str) -> None:
     # Headers: exactly the ones we set, none smuggled in by CR/LF in CRM data.
     assert "Bcc" not in parsed
     assert len(parsed.get_all("Subject") or []) == 1  # "Subject: hacked" stays inside it
-    assert sorted(set(parsed.keys())) == sorted({
-        "From", "To", "Reply-To", "Subject", "Date", "Message-ID", "List-Unsubscribe",
-        "List-Unsubscribe-Post", "MIME-Version", "Content-Type",
-    })
+    assert sorted(set(parsed.keys())) == sorted(
+        {
+            "From",
+            "To",
+            "Reply-To",
+            "Subject",
+            "Date",
+            "Message-ID",
+            "List-Unsubscribe",
+            "List-Unsubscribe-Post",
+            "MIME-Version",
+            "Content-Type",
+        }
+    )
     assert "\n" not in rendered.subject and "\r" not in rendered.subject
     assert len(rendered.subject) <= 60
     # Template syntax in data is shown, never run.
@@ -75,8 +90,13 @@ def test_injection_corpus(name: str) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["javascript:alert(1)", "data:text/html,x", "//evil.example", "https://ok.example/a b",
-     'https://ok.example/"onmouseover="x'],
+    [
+        "javascript:alert(1)",
+        "data:text/html,x",
+        "//evil.example",
+        "https://ok.example/a b",
+        'https://ok.example/"onmouseover="x',
+    ],
 )
 def test_only_plain_http_links_reach_a_letter(url: str) -> None:
     assert safe_url(url) is None
@@ -97,7 +117,7 @@ def test_a_sandboxed_template_cannot_reach_python_internals(tmp_path: Any) -> No
 
 
 def test_the_message_carries_the_contracted_headers() -> None:
-    rendered, message = letter_for("Anna")
+    _, message = letter_for("Anna")
     assert message.get_content_type() == "multipart/alternative"
     parts = [p.get_content_type() for p in message.iter_parts()]
     assert parts == ["text/plain", "text/html"]

@@ -129,7 +129,6 @@ class Renderer:
         text = _BLANK_RUNS.sub("\n\n", text).strip() + "\n"
         return Rendered(subject, text, _INLINER.inline(html))
 
-
     def _where(self, exc: TemplateError, fallback: str) -> str:
         """`letter/locale/file:line` of the failing template line, for ops staff."""
         name, line = getattr(exc, "name", None), getattr(exc, "lineno", None)
