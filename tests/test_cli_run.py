@@ -171,3 +171,68 @@ def test_run_refuses_to_start_on_a_broken_rules_file(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"{rules}:" in result.stderr and "'24 hours' is not a duration" in result.stderr
     assert "fix them and start again" in result.stderr
+
+
+def test_an_event_sent_with_a_zero_delay_rule_arrives_at_the_smtp_server(tmp_path: Path) -> None:
+    """The issue's demo: `thankly event send` → `thankly run` → a real SMTP server."""
+    from tests.smtp_server import smtp_server
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "defaults: {timezone: Europe/Berlin, locale: en}\n"
+        "rules:\n"
+        "  - {name: feedback-now, on: feedback.logged, letter: feedback_logged, delay: 0s}\n"
+    )
+    with smtp_server() as (script, smtp_port):
+        port = free_port()
+        env = thankly_env(tmp_path / "var") | {
+            "THANKLY_RULES_FILE": str(rules),
+            "THANKLY_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
+            "THANKLY_MAIL_FROM": "Team <team@shop.example>",
+        }
+        proc = subprocess.Popen(
+            [*THANKLY, "run", "--port", str(port)],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            sample = str(SAMPLES / "feedback_logged.de.json")
+            sent = subprocess.run(
+                [
+                    *THANKLY,
+                    "event",
+                    "send",
+                    sample,
+                    "--url",
+                    f"{url}/webhooks/generic",
+                    "--id",
+                    "evt_mail",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            assert sent.returncode == 0, sent.stderr
+            deadline = time.monotonic() + 30
+            while not script.delivered and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            output = proc.communicate(timeout=30)[0]
+    assert len(script.delivered) == 1, output
+    raw = script.raw[0].decode()
+    assert "Subject: Katrin, danke =?utf-8?" in raw or "Katrin" in raw
+    assert "From: Jonas Weber <team@shop.example>" in raw

@@ -262,6 +262,68 @@ def event_send(
     out.print(f"{response.status_code} {answer.get('status')} {msg_id}", highlight=False)
 
 
+@app.command()
+def preview(
+    letter: Annotated[str, typer.Argument(help="Letter name, e.g. deal_closed.")],
+    locale: Annotated[str | None, typer.Option(help="Locale [default: the rules' default]")] = None,
+    event: Annotated[
+        Path | None, typer.Option("--event", help="Event JSON to fill the letter from.")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="text, html or eml.")] = "text",
+) -> None:
+    """Render a letter without sending it (HTML goes to a file you can open)."""
+    from worker.catalogue import Catalogue
+    from worker.events import InvalidEvent, parse_event_json
+    from worker.letters import Renderer, RenderError
+    from worker.preview import preview as render_preview
+    from worker.rules import RulesError, RulesStore
+
+    if fmt not in {"text", "html", "eml"}:
+        fail("--format must be text, html or eml", 2)
+    settings = _settings()
+    catalogue = Catalogue.scan(settings.templates_dir)
+    if not catalogue.has(letter):
+        fail(
+            f"no letter {letter!r} in {settings.templates_dir}; "
+            f"known: {', '.join(sorted(catalogue.letters)) or 'none'}",
+            2,
+        )
+    try:
+        defaults = RulesStore(settings.rules_file, settings.templates_dir).get().defaults
+        default_locale, default_zone = defaults.locale, defaults.timezone
+    except RulesError:
+        default_locale, default_zone = "en", "UTC"
+    wanted = locale or default_locale
+    chosen = catalogue.resolve_locale(letter, wanted, default_locale)
+    if locale and chosen != locale.lower():
+        err.print(f"note: no {letter} in {locale!r}; showing {chosen!r}")
+    parsed = None
+    if event is not None:
+        try:
+            parsed = parse_event_json(event.read_bytes())
+        except OSError as exc:
+            fail(f"cannot read {event}: {exc.strerror}", 2)
+        except InvalidEvent as exc:
+            fail(f"{event} is not a valid event: {exc}", 2)
+        except ValueError as exc:
+            fail(f"{event} is not valid JSON: {exc}", 2)
+    try:
+        rendered, message = render_preview(
+            settings, Renderer(settings.templates_dir), letter, chosen, parsed, default_zone
+        )
+    except RenderError as exc:
+        fail(f"cannot render: {exc}")
+    if fmt == "text":
+        out.print(f"Subject: {rendered.subject}\n\n{rendered.text}", markup=False)
+    elif fmt == "eml":
+        sys.stdout.write(message.as_string())
+    else:
+        target = settings.var_dir / "preview" / f"{letter}.{chosen}.html"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(rendered.html, encoding="utf-8")
+        out.print(f"wrote {target.resolve()} (open it in a browser)")
+
+
 def main() -> None:
     try:
         app()

@@ -55,18 +55,20 @@ class EmlSender:
         self.outbox = outbox
 
     def send(self, message: EmailMessage, envelope_from: str, recipient: str) -> None:
-        self.outbox.mkdir(parents=True, exist_ok=True)
         name = "".join(c for c in str(message["Message-ID"]) if c.isalnum() or c in "@.-_")
         data = message.as_bytes(policy=SMTP_POLICY)
-        fd, tmp = tempfile.mkstemp(dir=self.outbox, prefix=".tmp-", suffix=".eml")
+        tmp = ""
         try:
+            self.outbox.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.outbox, prefix=".tmp-", suffix=".eml")
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, self.outbox / f"{name}.eml")
         except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
+            if tmp:
+                Path(tmp).unlink(missing_ok=True)
             raise SendError("transient", "outbox", str(exc)) from None
 
 
