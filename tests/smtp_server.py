@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -23,6 +25,7 @@ class Script:
     drop_after_data: bool = False
     close_after_message: bool = False
     delivered: list[str] = field(default_factory=list)  # Message-IDs, in order
+    over_tls: list[bool] = field(default_factory=list)
     raw: list[bytes] = field(default_factory=list)
     connections: int = 0
 
@@ -44,6 +47,7 @@ class _Handler:
         if reply.startswith("250") or self.script.drop_after_data:
             self.script.delivered.append(str(message_from_bytes(envelope.content)["Message-ID"]))
             self.script.raw.append(envelope.content)
+            self.script.over_tls.append(server.transport.get_extra_info("ssl_object") is not None)
         if self.script.drop_after_data:
             server.transport.close()  # the reply never reaches the client
         elif self.script.close_after_message:
@@ -60,8 +64,14 @@ class _CountingSMTP(SMTP):
 
 
 class _Controller(Controller):
-    def __init__(self, script: Script, auth: tuple[str, str] | None, **kwargs: Any) -> None:
-        self._script, self._auth = script, auth
+    def __init__(
+        self,
+        script: Script,
+        auth: tuple[str, str] | None,
+        starttls: ssl.SSLContext | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._script, self._auth, self._starttls = script, auth, starttls
         super().__init__(_Handler(script), **kwargs)
 
     def factory(self) -> SMTP:
@@ -85,16 +95,36 @@ class _Controller(Controller):
                 "auth_require_tls": False,
                 "auth_exclude_mechanism": ["LOGIN"],
             }
+        if self._starttls is not None:
+            extra |= {"tls_context": self._starttls, "require_starttls": True}
         server = _CountingSMTP(self.handler, **extra)
         server.script = self._script
         return server
 
 
+def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
 @contextmanager
-def smtp_server(auth: tuple[str, str] | None = None) -> Iterator[tuple[Script, int]]:
+def smtp_server(
+    auth: tuple[str, str] | None = None,
+    starttls: ssl.SSLContext | None = None,
+    implicit_tls: ssl.SSLContext | None = None,
+) -> Iterator[tuple[Script, int]]:
     script = Script()
     port = free_port()
-    controller = _Controller(script, auth, hostname="127.0.0.1", port=port)
+    controller = _Controller(
+        script,
+        auth,
+        starttls,
+        hostname="127.0.0.1",
+        port=port,
+        ssl_context=implicit_tls,
+        server_hostname="localhost",
+    )
     controller.start()
     script.connections = 0  # start() opens one connection of its own to check readiness
     try:
