@@ -189,3 +189,9 @@ def test_rules_check_cli_bad_file_exits_non_zero_with_file_and_line(tmp_path: Pa
     assert result.returncode == 1
     assert f"{bad}:13: rules[1] (feedback-thanks).delay:" in result.stderr
     assert "nothing was changed" in result.stderr
+
+
+def test_the_demo_rules_are_valid_and_send_at_once() -> None:
+    rules = load_rules(RULES_FILE.parent / "rules.demo.yaml", CATALOGUE)
+    assert {str(r.delay) for r in rules.rules} == {"0s"}
+    assert rules.defaults.send_window is None
