@@ -125,3 +125,17 @@ def test_the_long_feedback_is_quoted_briefly() -> None:
     event["data"]["feedback"]["text"] = "sehr gut " * 200
     out = render("feedback_logged", "de", event)
     assert len(out.text.split()) <= 250
+
+
+@pytest.mark.parametrize(
+    ("locale", "line"),
+    [
+        ("en", "On November 20, 2026 you wrote:"),
+        ("de", "Am 20. November 2026 schrieben Sie:"),
+        ("ru", "20 ноября 2026\u202fг. вы написали:"),
+        ("pl", "Oto, co otrzymaliśmy 20 listopada 2026:"),
+    ],
+)
+def test_dates_are_formatted_for_the_locale(locale: str, line: str) -> None:
+    out = render("feedback_logged", locale, EVENTS["feedback_logged.de.json"])
+    assert line in out.text.splitlines()
