@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -56,3 +57,12 @@ def ingest_doc(runtime: Runtime, doc: dict[str, Any], msg_id: str) -> list[Lette
 def all_letters(runtime: Runtime) -> list[Letter]:
     with runtime.session_factory() as session:
         return list(session.scalars(select(Letter).order_by(Letter.id)))
+
+
+def write_letter(root: Path, name: str, subject: str, body: str = "x", html: str = "x") -> None:
+    """A throwaway letter `name` in `en` under `root` (for template error tests)."""
+    folder = root / name / "en"
+    folder.mkdir(parents=True)
+    (folder / "subject.txt").write_text(subject)
+    (folder / "body.txt").write_text(body)
+    (folder / "body.html").write_text(html)

@@ -31,6 +31,18 @@ def thankly_env(var_dir: Path) -> dict[str, str]:
     return env
 
 
+def wait_ready(url: str, proc: subprocess.Popen[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    pytest.fail(f"thankly run did not become ready:\n{proc.communicate()[0]}")
+
+
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
     var_dir = tmp_path / "var"
@@ -44,16 +56,7 @@ def running(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail(f"thankly run did not become ready:\n{proc.communicate()[0]}")
+    wait_ready(url, proc)
     yield url, var_dir, proc
     proc.send_signal(signal.SIGINT)
     try:
@@ -202,13 +205,7 @@ def test_an_event_sent_with_a_zero_delay_rule_arrives_at_the_smtp_server(tmp_pat
         )
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
+            wait_ready(url, proc)
             sample = str(SAMPLES / "feedback_logged.de.json")
             sent = subprocess.run(
                 [

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import SAMPLES, TEMPLATES
+from tests.helpers import write_letter
 from worker.catalogue import Catalogue
 from worker.letters import Renderer, build_context
 
@@ -111,11 +112,7 @@ def test_without_a_name_the_greeting_is_neutral() -> None:
 def test_a_missing_variable_is_an_error_not_an_empty_string(tmp_path: Path) -> None:
     from worker.letters import RenderError
 
-    broken = tmp_path / "oops" / "en"
-    broken.mkdir(parents=True)
-    (broken / "subject.txt").write_text("Hi {{ contact.frist_name }}")
-    (broken / "body.txt").write_text("x")
-    (broken / "body.html").write_text("x")
+    write_letter(tmp_path, "oops", "Hi {{ contact.frist_name }}")
     with pytest.raises(RenderError, match=r"oops/en/subject.txt:1: UndefinedError"):
         Renderer(tmp_path).render("oops", "en", build_context(MINIMAL, "en", "UTC"))
 

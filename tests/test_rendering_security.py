@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import SAMPLES, TEMPLATES
+from tests.helpers import write_letter
 from worker.letters import Renderer, build_context, one_line, safe_url
 from worker.mail.message import build_message
 
@@ -107,11 +108,7 @@ def test_only_plain_http_links_reach_a_letter(url: str) -> None:
 def test_a_sandboxed_template_cannot_reach_python_internals(tmp_path: Any) -> None:
     from worker.letters import RenderError
 
-    bad = tmp_path / "bad" / "en"
-    bad.mkdir(parents=True)
-    (bad / "subject.txt").write_text("{{ contact.__class__.__mro__ }}")
-    (bad / "body.txt").write_text("x")
-    (bad / "body.html").write_text("x")
+    write_letter(tmp_path, "bad", "{{ contact.__class__.__mro__ }}")
     with pytest.raises(RenderError):
         Renderer(tmp_path).render("bad", "en", build_context(DEAL, "en", "UTC"))
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import httpx
 import typer
 
-from worker.cli_common import err, fail, out
+from worker.cli_common import err, fail, out, read_event_file
 from worker.cli_common import settings_or_exit as _settings
 from worker.cli_rules import rules_app
 from worker.settings import Settings, redact_url
@@ -273,7 +273,6 @@ def preview(
 ) -> None:
     """Render a letter without sending it (HTML goes to a file you can open)."""
     from worker.catalogue import Catalogue
-    from worker.events import InvalidEvent, parse_event_json
     from worker.letters import Renderer, RenderError
     from worker.preview import preview as render_preview
     from worker.rules import RulesError, RulesStore
@@ -297,16 +296,7 @@ def preview(
     chosen = catalogue.resolve_locale(letter, wanted, default_locale)
     if locale and chosen != locale.lower():
         err.print(f"note: no {letter} in {locale!r}; showing {chosen!r}")
-    parsed = None
-    if event is not None:
-        try:
-            parsed = parse_event_json(event.read_bytes())
-        except OSError as exc:
-            fail(f"cannot read {event}: {exc.strerror}", 2)
-        except InvalidEvent as exc:
-            fail(f"{event} is not a valid event: {exc}", 2)
-        except ValueError as exc:
-            fail(f"{event} is not valid JSON: {exc}", 2)
+    parsed = read_event_file(event) if event is not None else None
     try:
         rendered, message = render_preview(
             settings, Renderer(settings.templates_dir), letter, chosen, parsed, default_zone

@@ -10,11 +10,10 @@ from typing import Annotated, Any
 import typer
 
 from worker.catalogue import Catalogue
-from worker.cli_common import err, out
+from worker.cli_common import err, out, read_event_file
 from worker.cli_common import fail as _fail
 from worker.cli_common import settings_or_exit as _settings
 from worker.durations import format_duration
-from worker.events import InvalidEvent, parse_event_json
 from worker.rules import Rule, RulesError, RuleSet, load_rules
 from worker.settings import Settings
 
@@ -89,14 +88,7 @@ def explain_command(
     from worker.explain import explain
 
     settings = _settings()
-    try:
-        event = parse_event_json(event_file.read_bytes())
-    except OSError as exc:
-        _fail(f"cannot read {event_file}: {exc.strerror}", 2)
-    except InvalidEvent as exc:
-        _fail(f"{event_file} is not a valid event: {exc}", 2)
-    except ValueError as exc:
-        _fail(f"{event_file} is not valid JSON: {exc}", 2)
+    event = read_event_file(event_file)
     if at is not None:
         event = event.model_copy(update={"timestamp": _parse_at(at)})
     result = explain(event, _rules(settings), Catalogue.scan(settings.templates_dir))
