@@ -102,7 +102,10 @@ def pg_clean_url(pg_url: str) -> str:
     engine = create_engine(pg_url)
     with engine.begin() as conn:
         conn.execute(
-            text("TRUNCATE suppressions, attempts, letters, events, inbox RESTART IDENTITY CASCADE")
+            text(
+                "TRUNCATE crm_activities, opens, clicks, suppressions, attempts, letters, "
+                "events, inbox RESTART IDENTITY CASCADE"
+            )
         )
     engine.dispose()
     return pg_url

@@ -14,7 +14,7 @@ def configure(settings: Settings) -> Celery:
     app.close()
     app.conf.update(
         broker_url=settings.effective_broker_url,
-        include=["tasks.intake", "tasks.sending"],
+        include=["tasks.intake", "tasks.sending", "tasks.crm"],
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],

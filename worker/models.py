@@ -160,3 +160,60 @@ class Suppression(Base):
     reason: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
+
+
+class Open(Base):
+    """Every load of a letter's open pixel, classified (most opens are machines today)."""
+
+    __tablename__ = "opens"
+    __table_args__ = (Index("ix_opens_letter_id", "letter_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    letter_id: Mapped[int] = mapped_column(ForeignKey("letters.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    method: Mapped[str] = mapped_column(String(8))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(8))  # human | machine
+    reason: Mapped[str | None] = mapped_column(String(128))
+
+
+class Click(Base):
+    __tablename__ = "clicks"
+    __table_args__ = (Index("ix_clicks_letter_id", "letter_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    letter_id: Mapped[int] = mapped_column(ForeignKey("letters.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    url: Mapped[str] = mapped_column(Text)
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+
+class ActivityStatus:
+    PENDING = "pending"
+    DELIVERING = "delivering"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class CrmActivity(Base):
+    """What the CRM must learn, written in the same transaction as the change that caused
+    it and delivered afterwards, however long the CRM is down (transactional outbox)."""
+
+    __tablename__ = "crm_activities"
+    __table_args__ = (Index("ix_crm_activities_status_next", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    letter_id: Mapped[int | None] = mapped_column(ForeignKey("letters.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    # Sent as Idempotency-Key and webhook-id: a redelivery never makes a second CRM entry.
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+    status: Mapped[str] = mapped_column(String(16), default=ActivityStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -9,6 +9,7 @@ log = logging.getLogger(__name__)
 
 INGEST_INBOX = "thankly.ingest_inbox"
 SEND_LETTER = "thankly.send_letter"
+DELIVER_ACTIVITY = "thankly.deliver_activity"
 
 
 class Dispatcher(Protocol):

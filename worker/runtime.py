@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from worker import celery_app
 from worker.clock import Clock, SystemClock
+from worker.crm.adapters import CrmAdapter, make_crm
 from worker.db import make_engine, make_session_factory
 from worker.letters import Renderer
 from worker.mail.senders import Sender, make_sender
@@ -34,6 +35,7 @@ class Runtime:
     rules: RulesStore
     planner: Planner
     sender: Sender
+    crm: CrmAdapter
     _delivery: Delivery | None = field(default=None, repr=False)
 
     def delivery(self) -> Delivery:
@@ -60,6 +62,7 @@ def build_runtime(
     clock: Clock | None = None,
     dispatcher: Dispatcher | None = None,
     sender: Sender | None = None,
+    crm: CrmAdapter | None = None,
 ) -> Runtime:
     engine = make_engine(settings.effective_database_url)
     app = celery_app.configure(settings)
@@ -73,6 +76,7 @@ def build_runtime(
         rules=rules,
         planner=Planner(rules, message_id_domain(settings.mail_from)),
         sender=sender or make_sender(settings.smtp_url, settings.outbox_dir),
+        crm=crm or make_crm(settings),
     )
 
 

@@ -10,9 +10,10 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
+from worker.crm.outbox import claim_due_activities
 from worker.dispatch import claim_due_letters, claim_stuck_queued, mark_stale_sending_unknown
 from worker.healthcheck import HEARTBEAT_FILE
-from worker.queue import INGEST_INBOX, SEND_LETTER, send_quietly
+from worker.queue import DELIVER_ACTIVITY, INGEST_INBOX, SEND_LETTER, send_quietly
 from worker.runtime import Runtime
 from worker.sweeper import claim_stale_inbox
 
@@ -25,6 +26,7 @@ class TickReport:
     letters_queued: int = 0
     letters_requeued: int = 0
     letters_lost: int = 0
+    activities_queued: int = 0
 
 
 def tick(runtime: Runtime) -> TickReport:
@@ -47,7 +49,10 @@ def tick(runtime: Runtime) -> TickReport:
     lost = mark_stale_sending_unknown(runtime.session_factory, now, timeout)
     if lost:
         log.error("letters %s were left in `sending`; marked unknown (not resent)", lost)
-    return TickReport(len(inbox), len(due), len(stuck), len(lost))
+    activities = claim_due_activities(runtime.session_factory, now)
+    for activity_id in activities:
+        send_quietly(runtime.dispatcher, DELIVER_ACTIVITY, activity_id)
+    return TickReport(len(inbox), len(due), len(stuck), len(lost), len(activities))
 
 
 def run_forever(runtime: Runtime, stop: threading.Event) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -23,12 +23,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from worker.clock import Clock
+from worker.crm.activities import record
 from worker.letters import Renderer, RenderError, build_context
 from worker.mail.message import build_message
 from worker.mail.senders import Sender, SendError
 from worker.models import Attempt, Event, Letter, LetterStatus, Suppression
 from worker.settings import Settings
-from worker.tokens import make_token
+from worker.tracking import instrument_html, unsubscribe_token
 
 log = logging.getLogger(__name__)
 MAX_RETRY_DELAY = timedelta(hours=6)
@@ -49,15 +50,26 @@ class Delivery:
 
 
 def unsubscribe_url(settings: Settings, secret_key: str, letter_id: int) -> str:
-    return f"{settings.public_url}/u/{make_token(secret_key, 'unsubscribe', str(letter_id))}"
+    return f"{settings.public_url}/u/{unsubscribe_token(secret_key, letter_id)}"
 
 
-def _finish(session: Session, letter_id: int, now: datetime, **values: object) -> None:
+def _finish(
+    session: Session,
+    letter_id: int,
+    now: datetime,
+    activity: tuple[str, dict[str, object]] | None = None,
+    **values: object,
+) -> None:
+    """Leave `sending`, and tell the CRM in the same transaction (outbox)."""
     session.execute(
         update(Letter)
         .where(Letter.id == letter_id, Letter.status == LetterStatus.SENDING)
         .values(updated_at=now, **values)
     )
+    if activity is not None:
+        kind, details = activity
+        letter = session.get_one(Letter, letter_id)
+        record(session, letter, kind, f"{kind.split('.')[1]}:{letter_id}", now, details)
 
 
 def _record(
@@ -128,14 +140,19 @@ def send_letter(d: Delivery, letter_id: int) -> str:
                 session,
                 letter_id,
                 d.clock.now(),
+                ("email.failed", {"error": f"render: {exc}"}),
                 status=LetterStatus.FAILED,
                 last_error=f"render: {exc}",
             )
         log.error("letter #%s cannot be rendered: %s", letter_id, exc)
         return "failed"
 
+    # Links go through /t/c/ and a pixel reports opens; the plain-text part stays plain.
+    html = instrument_html(
+        rendered.html, letter_id, d.secret_key, d.settings.public_url, keep=unsubscribe
+    )
     message = build_message(
-        rendered=rendered,
+        rendered=replace(rendered, html=html),
         mail_from=d.settings.mail_from,
         to=letter.contact_email,
         message_id=letter.message_id,
@@ -171,6 +188,7 @@ def send_letter(d: Delivery, letter_id: int) -> str:
             session,
             letter_id,
             d.clock.now(),
+            ("email.sent", {"subject": rendered.subject}),
             status=LetterStatus.SENT,
             sent_at=d.clock.now(),
             last_error=None,
@@ -193,7 +211,14 @@ def _after_failure(d: Delivery, letter_id: int, exc: SendError) -> str:
                 if exc.kind == "permanent"
                 else (f"gave up after {attempts} attempts; last: {exc}")
             )
-            _finish(session, letter_id, now, status=LetterStatus.FAILED, last_error=reason)
+            _finish(
+                session,
+                letter_id,
+                now,
+                ("email.failed", {"error": reason}),
+                status=LetterStatus.FAILED,
+                last_error=reason,
+            )
             log.error("letter #%s failed: %s", letter_id, reason)
             return "failed"
         rounds = max(1, attempts // d.settings.smtp_tries)

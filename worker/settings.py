@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     pipedrive_api_base: str | None = None
     machine_open_seconds: int = Field(default=5, ge=0)
     next_step_url: str | None = None
+    crm_opens: Literal["first", "all"] = "first"  # which human opens reach the CRM
+    crm_tries: int = Field(default=3, ge=1, le=10)
+    crm_retry_wait_seconds: float = Field(default=1.0, ge=0)
 
     # Delivery: tries inside one task run, then the letter waits and is tried again later,
     # up to max_send_attempts SMTP attempts in all before it is `failed`.

@@ -8,9 +8,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from worker.http import health, webhooks
+from worker.http import health, tracking, webhooks
 from worker.runtime import Runtime
-from worker.secrets_store import webhook_secrets
+from worker.secrets_store import secret_key, webhook_secrets
 from worker.signatures import WebhookVerifier
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         webhook_secrets(runtime.settings), runtime.settings.webhook_tolerance_seconds
     )
     app.add_exception_handler(OperationalError, _database_unavailable)
+    app.state.secret_key = secret_key(runtime.settings)
     app.include_router(webhooks.router)
+    app.include_router(tracking.router)
     app.include_router(health.router)
     return app

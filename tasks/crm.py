@@ -1,0 +1,29 @@
+"""Delivering one CRM activity from the outbox."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import OperationalError
+
+from worker.celery_app import app
+from worker.crm.outbox import deliver_activity as deliver
+from worker.queue import DELIVER_ACTIVITY
+from worker.runtime import get_runtime
+
+
+@app.task(  # type: ignore[untyped-decorator]
+    name=DELIVER_ACTIVITY,
+    autoretry_for=(OperationalError,),
+    retry_backoff=2,
+    retry_backoff_max=120,
+    max_retries=6,
+)
+def deliver_activity(activity_id: int) -> str:
+    runtime = get_runtime()
+    return deliver(
+        runtime.session_factory,
+        runtime.crm,
+        runtime.clock,
+        activity_id,
+        tries=runtime.settings.crm_tries,
+        wait_base=runtime.settings.crm_retry_wait_seconds,
+    )

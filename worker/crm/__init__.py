@@ -1,0 +1,1 @@
+"""Telling the CRM what happened: an outbox of activities and one adapter per CRM."""

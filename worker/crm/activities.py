@@ -1,0 +1,71 @@
+"""Recording an activity in the same transaction as the change that caused it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from worker.models import ActivityStatus, CrmActivity, Event, Letter
+
+KINDS = ("email.sent", "email.opened", "email.clicked", "email.failed", "contact.unsubscribed")
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def letter_payload(
+    session: Session, letter: Letter, kind: str, at: datetime, details: dict[str, Any]
+) -> dict[str, Any]:
+    """DESIGN.md's envelope: type, timestamp, data {letter id, letter, Message-ID, contact,
+    deal, details}."""
+    payload = session.scalars(select(Event.payload).where(Event.id == letter.event_id)).one()
+    data = payload.get("data") or {}
+    contact = data.get("contact") or {}
+    return {
+        "type": kind,
+        "timestamp": _iso(at),
+        "data": {
+            "letter_id": letter.id,
+            "letter": letter.letter,
+            "locale": letter.locale,
+            "message_id": letter.message_id,
+            "contact": {"id": contact.get("id"), "email": letter.contact_email},
+            "deal": {"id": letter.deal_id} if letter.deal_id else None,
+            "details": details,
+        },
+    }
+
+
+def record(
+    session: Session,
+    letter: Letter,
+    kind: str,
+    key: str,
+    at: datetime,
+    details: dict[str, Any] | None = None,
+) -> bool:
+    """Add the activity unless one with this key exists (then it is a no-op, False)."""
+    assert kind in KINDS
+    try:
+        with session.begin_nested():
+            session.add(
+                CrmActivity(
+                    letter_id=letter.id,
+                    kind=kind,
+                    idempotency_key=key,
+                    payload=letter_payload(session, letter, kind, at, details or {}),
+                    status=ActivityStatus.PENDING,
+                    attempts=0,
+                    next_attempt_at=at,
+                    created_at=at,
+                    updated_at=at,
+                )
+            )
+    except IntegrityError:
+        return False
+    return True

@@ -1,0 +1,103 @@
+"""CRM adapters behind one interface, chosen by THANKLY_CRM.
+
+`deliver` raises CrmError saying whether trying again can help; `retry_after` carries a
+429's Retry-After. Native HubSpot and Pipedrive adapters will implement the same method.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+
+import httpx
+
+from worker.settings import Settings
+from worker.signatures import signed_headers
+
+log = logging.getLogger(__name__)
+
+
+class CrmError(Exception):
+    def __init__(self, message: str, *, permanent: bool, retry_after: float | None = None):
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+class CrmAdapter(Protocol):
+    name: str
+
+    def deliver(self, key: str, payload: dict[str, Any]) -> None: ...
+
+
+class LogCrm:
+    """Keeps activities in Thankly only (visible in `thankly letters show`)."""
+
+    name = "log"
+
+    def deliver(self, key: str, payload: dict[str, Any]) -> None:
+        log.info("CRM activity %s (%s) recorded locally", payload["type"], key)
+
+
+def retry_after_seconds(value: str | None, now: datetime) -> float | None:
+    """Retry-After as seconds or an HTTP date (RFC 9110 10.2.3)."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+class HttpCrm:
+    """POSTs a Standard Webhooks envelope to THANKLY_CRM_URL, signed with
+    THANKLY_CRM_SECRET, with an Idempotency-Key."""
+
+    name = "http"
+
+    def __init__(self, url: str, secret: str, client: httpx.Client | None = None) -> None:
+        self.url = url
+        self.secret = secret
+        self.client = client or httpx.Client(timeout=10)
+
+    def deliver(self, key: str, payload: dict[str, Any]) -> None:
+        from worker.clock import SystemClock
+
+        now = SystemClock().now()
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        headers = signed_headers(self.secret, key, int(now.timestamp()), body)
+        headers |= {"content-type": "application/json", "idempotency-key": key}
+        try:
+            response = self.client.post(self.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise CrmError(f"{type(exc).__name__}: {exc}", permanent=False) from None
+        status = response.status_code
+        if status < 300:
+            return
+        text = f"HTTP {status}: {response.text[:300]}"
+        if status == 429 or status == 408 or status >= 500:
+            wait = retry_after_seconds(response.headers.get("retry-after"), now)
+            raise CrmError(text, permanent=False, retry_after=wait)
+        raise CrmError(text, permanent=True)  # other 4xx: the request itself is wrong
+
+
+class CrmNotConfigured(Exception):
+    pass
+
+
+def make_crm(settings: Settings) -> CrmAdapter:
+    if settings.crm == "log":
+        return LogCrm()
+    if settings.crm == "http":
+        if not settings.crm_url or settings.crm_secret is None:
+            raise CrmNotConfigured("THANKLY_CRM=http needs THANKLY_CRM_URL and THANKLY_CRM_SECRET")
+        return HttpCrm(settings.crm_url, settings.crm_secret.get_secret_value())
+    raise CrmNotConfigured(
+        f"THANKLY_CRM={settings.crm} is not available yet (native HubSpot and Pipedrive "
+        "adapters are planned); use log or http"
+    )

@@ -1,0 +1,144 @@
+"""Delivering the activity outbox: claim, POST with retries, record the result.
+
+A CRM outage of hours loses nothing: an activity stays pending with a growing
+`next_attempt_at` (Retry-After when the CRM gives one) and the scheduler tick enqueues it
+again when due. Only a permanent refusal (4xx other than 408/429) ends in `failed`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from worker.clock import Clock
+from worker.crm.adapters import CrmAdapter, CrmError
+from worker.models import ActivityStatus, CrmActivity
+
+log = logging.getLogger(__name__)
+LEASE = timedelta(minutes=5)
+MAX_BACKOFF = timedelta(hours=1)
+MAX_WAIT_IN_TASK = 30.0
+
+
+def claim_due_activities(
+    session_factory: sessionmaker[Session], now: datetime, limit: int = 200
+) -> list[int]:
+    """Pending activities that are due, plus ones whose delivery lease ran out (a worker
+    died mid-POST: the Idempotency-Key makes sending them again safe)."""
+    due = (
+        (CrmActivity.status == ActivityStatus.PENDING) & (CrmActivity.next_attempt_at <= now)
+    ) | ((CrmActivity.status == ActivityStatus.DELIVERING) & (CrmActivity.next_attempt_at <= now))
+    with session_factory.begin() as session:
+        ids = list(
+            session.scalars(select(CrmActivity.id).where(due).order_by(CrmActivity.id).limit(limit))
+        )
+        if not ids:
+            return []
+        return sorted(
+            session.scalars(
+                update(CrmActivity)
+                .where(CrmActivity.id.in_(ids), due)
+                .values(
+                    status=ActivityStatus.DELIVERING, next_attempt_at=now + LEASE, updated_at=now
+                )
+                .returning(CrmActivity.id)
+            ).all()
+        )
+
+
+def deliver_activity(
+    session_factory: sessionmaker[Session],
+    crm: CrmAdapter,
+    clock: Clock,
+    activity_id: int,
+    *,
+    tries: int = 3,
+    wait_base: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    with session_factory() as session:
+        activity = session.get(CrmActivity, activity_id)
+        if activity is None or activity.status != ActivityStatus.DELIVERING:
+            return "skipped"
+        key, payload, attempts = activity.idempotency_key, activity.payload, activity.attempts
+
+    made = 0
+
+    backoff = wait_random_exponential(multiplier=wait_base, max=MAX_WAIT_IN_TASK)
+
+    def wait(retry_state: RetryCallState) -> float:
+        """Retry-After when the CRM gave one (429), else exponential backoff with jitter."""
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if isinstance(exc, CrmError) and exc.retry_after is not None:
+            return min(exc.retry_after, MAX_WAIT_IN_TASK)
+        return float(backoff(retry_state))
+
+    def attempt() -> None:
+        nonlocal made
+        made += 1
+        crm.deliver(key, payload)
+
+    def retryable(exc: BaseException) -> bool:
+        # A long Retry-After is honoured by rescheduling, not by blocking the worker.
+        return (
+            isinstance(exc, CrmError)
+            and not exc.permanent
+            and (exc.retry_after is None or exc.retry_after <= MAX_WAIT_IN_TASK)
+        )
+
+    now = clock.now()
+    try:
+        Retrying(
+            stop=stop_after_attempt(tries),
+            wait=wait,
+            retry=retry_if_exception(retryable),
+            sleep=sleep,
+            reraise=True,
+        )(attempt)
+    except CrmError as exc:
+        total = attempts + made
+        with session_factory.begin() as session:
+            if exc.permanent:
+                values = {"status": ActivityStatus.FAILED}
+                outcome = "failed"
+            else:
+                backoff = min(timedelta(seconds=30) * 2 ** min(total, 20), MAX_BACKOFF)
+                if exc.retry_after is not None:
+                    backoff = max(backoff, timedelta(seconds=exc.retry_after))
+                values = {"status": ActivityStatus.PENDING, "next_attempt_at": now + backoff}
+                outcome = "retry"
+            session.execute(
+                update(CrmActivity)
+                .where(CrmActivity.id == activity_id)
+                .values(
+                    attempts=total, last_error=str(exc)[:2000], updated_at=clock.now(), **values
+                )
+            )
+        log.warning("CRM activity %s (%s): %s -> %s", activity_id, key, exc, outcome)
+        return outcome
+    with session_factory.begin() as session:
+        session.execute(
+            update(CrmActivity)
+            .where(CrmActivity.id == activity_id)
+            .values(
+                status=ActivityStatus.DELIVERED,
+                attempts=attempts + made,
+                last_error=None,
+                delivered_at=clock.now(),
+                updated_at=clock.now(),
+            )
+        )
+    return "delivered"

@@ -1,0 +1,215 @@
+"""Opens, clicks and unsubscribes: signed links in letters, and what a hit records.
+
+Tracking is honest about machines: most pixel loads today are mail-privacy proxies that
+fetch every image on delivery. Each open is stored and classified; only human opens are
+reported to the CRM (the first one, or every one with THANKLY_CRM_OPENS=all).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html as html_lib
+import json
+import re
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.crm.activities import record
+from worker.models import Click, Letter, LetterStatus, Open, Suppression
+from worker.tokens import make_token, read_token
+
+PIXEL_GIF = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00"
+    b"\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
+
+# (substring of the user agent, why it is a machine)
+MACHINE_AGENTS = (
+    ("GoogleImageProxy", "Google image proxy"),
+    ("YahooMailProxy", "Yahoo mail proxy"),
+    ("Barracuda", "Barracuda link scanner"),
+    ("Proofpoint", "Proofpoint scanner"),
+)
+
+
+def classify_open(
+    method: str,
+    user_agent: str | None,
+    sent_at: datetime | None,
+    now: datetime,
+    machine_seconds: int,
+) -> tuple[str, str | None]:
+    """('human', None) or ('machine', reason)."""
+    agent = (user_agent or "").strip()
+    if method.upper() == "HEAD":
+        return "machine", "HEAD request"
+    if agent == "Mozilla/5.0":
+        # Apple Mail Privacy Protection prefetches through proxies with exactly this agent.
+        return "machine", "Apple Mail Privacy Protection"
+    for marker, reason in MACHINE_AGENTS:
+        if marker in agent:
+            return "machine", reason
+    if not agent:
+        return "machine", "no user agent"
+    if sent_at is not None and now - sent_at < timedelta(seconds=machine_seconds):
+        return "machine", f"within {machine_seconds}s of sending"
+    return "human", None
+
+
+# --- links in letters ----------------------------------------------------------------
+
+
+def open_token(secret: str, letter_id: int) -> str:
+    return make_token(secret, "open", str(letter_id))
+
+
+def click_token(secret: str, letter_id: int, url: str) -> str:
+    return make_token(secret, "click", json.dumps([letter_id, url]))
+
+
+def unsubscribe_token(secret: str, letter_id: int) -> str:
+    return make_token(secret, "unsubscribe", str(letter_id))
+
+
+def read_letter_id(secret: str, purpose: str, token: str) -> int | None:
+    payload = read_token(secret, purpose, token)
+    return int(payload) if payload is not None and payload.isdigit() else None
+
+
+def read_click(secret: str, token: str) -> tuple[int, str] | None:
+    payload = read_token(secret, "click", token)
+    if payload is None:
+        return None
+    try:
+        letter_id, url = json.loads(payload)
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(letter_id, int) or not isinstance(url, str):
+        return None
+    return letter_id, url
+
+
+_HREF = re.compile(r'href="(https?://[^"]+)"')
+
+
+def instrument_html(html: str, letter_id: int, secret: str, public_url: str, keep: str) -> str:
+    """Route http(s) links through /t/c/ and add the open pixel. `keep` (the unsubscribe
+    link) stays direct: it must work even where tracking is blocked."""
+
+    def rewrite(match: re.Match[str]) -> str:
+        url = html_lib.unescape(match.group(1))
+        if url == keep:
+            return match.group(0)
+        return f'href="{public_url}/t/c/{click_token(secret, letter_id, url)}"'
+
+    tracked = _HREF.sub(rewrite, html)
+    pixel = (
+        f'<img src="{public_url}/t/o/{open_token(secret, letter_id)}.gif" width="1" height="1"'
+        ' alt="" style="display:block;border:0;width:1px;height:1px">'
+    )
+    return (
+        tracked.replace("</body>", pixel + "</body>", 1)
+        if "</body>" in tracked
+        else tracked + pixel
+    )
+
+
+# --- what a hit records ----------------------------------------------------------------
+
+
+def record_open(
+    factory: sessionmaker[Session],
+    letter_id: int,
+    method: str,
+    user_agent: str | None,
+    ip: str | None,
+    now: datetime,
+    machine_seconds: int,
+    report: str = "first",
+) -> str | None:
+    """Store the hit; report a human open to the CRM. Returns the kind, None if no letter."""
+    with factory.begin() as session:
+        letter = session.get(Letter, letter_id)
+        if letter is None:
+            return None
+        kind, reason = classify_open(method, user_agent, letter.sent_at, now, machine_seconds)
+        hit = Open(
+            letter_id=letter_id,
+            at=now,
+            method=method.upper()[:8],
+            user_agent=(user_agent or "")[:512] or None,
+            ip=ip,
+            kind=kind,
+            reason=reason,
+        )
+        session.add(hit)
+        session.flush()
+        if kind == "human":
+            key = f"opened:{letter_id}" if report == "first" else f"opened:{letter_id}:{hit.id}"
+            record(session, letter, "email.opened", key, now, {"user_agent": hit.user_agent})
+        return kind
+
+
+def record_click(
+    factory: sessionmaker[Session],
+    letter_id: int,
+    url: str,
+    user_agent: str | None,
+    ip: str | None,
+    now: datetime,
+) -> bool:
+    with factory.begin() as session:
+        letter = session.get(Letter, letter_id)
+        if letter is None:
+            return False
+        session.add(
+            Click(
+                letter_id=letter_id,
+                at=now,
+                url=url,
+                user_agent=(user_agent or "")[:512] or None,
+                ip=ip,
+            )
+        )
+        # One CRM entry per letter and link, however often it is clicked.
+        digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+        record(session, letter, "email.clicked", f"clicked:{letter_id}:{digest}", now, {"url": url})
+        return True
+
+
+def unsubscribe(factory: sessionmaker[Session], letter_id: int, now: datetime) -> str | None:
+    """Suppress the letter's address at once. Idempotent. Returns the address."""
+    with factory.begin() as session:
+        letter = session.get(Letter, letter_id)
+        if letter is None:
+            return None
+        email = letter.contact_email
+        try:
+            with session.begin_nested():
+                session.add(Suppression(email=email, reason="unsubscribed (link)", created_at=now))
+        except IntegrityError:
+            pass  # already suppressed: a second click changes nothing
+        session.execute(
+            update(Letter)
+            .where(
+                Letter.contact_email == email,
+                Letter.status.in_((LetterStatus.SCHEDULED, LetterStatus.QUEUED)),
+            )
+            .values(status=LetterStatus.SUPPRESSED, status_reason="unsubscribed", updated_at=now)
+        )
+        record(
+            session,
+            letter,
+            "contact.unsubscribed",
+            f"unsubscribed:{email}",
+            now,
+            {"via": "one-click link"},
+        )
+        return email
+
+
+def is_suppressed(session: Session, email: str) -> bool:
+    return session.scalar(select(Suppression.id).where(Suppression.email == email)) is not None
