@@ -16,6 +16,7 @@ import typer
 
 from worker.cli_common import err, fail, out, read_event_file
 from worker.cli_common import settings_or_exit as _settings
+from worker.cli_letters import crm_app, letters_app
 from worker.cli_rules import rules_app
 from worker.settings import Settings, redact_url
 
@@ -33,6 +34,8 @@ event_app = typer.Typer(help="Send events to a running Thankly.", no_args_is_hel
 app.add_typer(db_app, name="db")
 app.add_typer(event_app, name="event")
 app.add_typer(rules_app, name="rules")
+app.add_typer(letters_app, name="letters")
+app.add_typer(crm_app, name="crm")
 
 
 HostOpt = Annotated[str, typer.Option("--host", help="Interface to listen on.")]
@@ -44,6 +47,17 @@ def _setup_logging(settings: Settings) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+def _runtime(settings: Settings) -> Runtime:
+    """The process runtime, or one clear line when its configuration cannot work."""
+    from worker.crm.adapters import CrmNotConfigured
+    from worker.runtime import build_runtime
+
+    try:
+        return build_runtime(settings)
+    except CrmNotConfigured as exc:
+        fail(str(exc), 2)
 
 
 def _require_rules(runtime: Runtime) -> None:
@@ -90,7 +104,7 @@ def run(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     from worker.embedded import celery_worker_thread, scheduler_thread
     from worker.http.app import create_app
     from worker.migrate import upgrade
-    from worker.runtime import build_runtime, set_runtime
+    from worker.runtime import set_runtime
     from worker.secrets_store import secret_key, webhook_secrets
 
     settings = _settings()
@@ -98,7 +112,7 @@ def run(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     secrets = webhook_secrets(settings, create=True)
     secret_key(settings, create=True)
     upgrade(settings.effective_database_url)
-    runtime = build_runtime(settings)
+    runtime = _runtime(settings)
     _require_rules(runtime)
     set_runtime(runtime)
     from worker.celery_app import app as celery
@@ -136,13 +150,13 @@ def api(host: HostOpt = "0.0.0.0", port: PortOpt = 8000) -> None:  # noqa: S104 
     import uvicorn
 
     from worker.http.app import create_app
-    from worker.runtime import build_runtime, set_runtime
+    from worker.runtime import set_runtime
     from worker.secrets_store import MissingSecretError
 
     settings = _settings()
     _require_broker(settings, "api")
     _setup_logging(settings)
-    runtime = build_runtime(settings)
+    runtime = _runtime(settings)
     set_runtime(runtime)
     try:
         application = create_app(runtime)
@@ -158,12 +172,12 @@ def worker(
 ) -> None:
     """The Celery worker alone (production; needs THANKLY_BROKER_URL)."""
     from worker.celery_app import app as celery
-    from worker.runtime import build_runtime, set_runtime
+    from worker.runtime import set_runtime
 
     settings = _settings()
     _require_broker(settings, "worker")
     _setup_logging(settings)
-    runtime = build_runtime(settings)
+    runtime = _runtime(settings)
     _require_rules(runtime)
     set_runtime(runtime)
     celery.worker_main(
@@ -183,12 +197,12 @@ def scheduler() -> None:
     import signal
 
     from worker import scheduler as loop
-    from worker.runtime import build_runtime, set_runtime
+    from worker.runtime import set_runtime
 
     settings = _settings()
     _require_broker(settings, "scheduler")
     _setup_logging(settings)
-    runtime = build_runtime(settings)
+    runtime = _runtime(settings)
     set_runtime(runtime)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

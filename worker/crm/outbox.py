@@ -115,7 +115,9 @@ def deliver_activity(
                 values = {"status": ActivityStatus.FAILED}
                 outcome = "failed"
             else:
-                backoff = min(timedelta(seconds=30) * 2 ** min(total, 20), MAX_BACKOFF)
+                # 30 s, 1 min, 2 min, … per failed round, at most an hour apart.
+                rounds = -(-total // max(tries, 1))
+                backoff = min(timedelta(seconds=30) * 2 ** min(rounds - 1, 20), MAX_BACKOFF)
                 if exc.retry_after is not None:
                     backoff = max(backoff, timedelta(seconds=exc.retry_after))
                 values = {"status": ActivityStatus.PENDING, "next_attempt_at": now + backoff}

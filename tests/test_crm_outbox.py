@@ -1,0 +1,187 @@
+"""CRM write-back: every activity arrives exactly once, through outages and rate limits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from tests.conftest import SAMPLES, make_settings
+from tests.crm_server import CRM_SECRET, crm_server
+from tests.helpers import ingest_doc
+from worker import scheduler
+from worker.clock import FixedClock
+from worker.crm.adapters import retry_after_seconds
+from worker.crm.outbox import deliver_activity
+from worker.mail.senders import MemorySender
+from worker.models import ActivityStatus, CrmActivity
+from worker.queue import DELIVER_ACTIVITY, RecordingDispatcher
+from worker.runtime import Runtime, build_runtime
+from worker.sending import send_letter
+
+FEEDBACK: dict[str, Any] = json.loads((SAMPLES / "feedback_logged.de.json").read_text())
+
+
+@pytest.fixture
+def crm_runtime(tmp_path: Path, db_url: str, clock: FixedClock) -> Iterator[tuple[Runtime, Any]]:
+    with crm_server() as (crm, url):
+        settings = make_settings(
+            tmp_path,
+            db_url,
+            crm="http",
+            crm_url=url,
+            crm_secret=SecretStr(CRM_SECRET),
+            crm_retry_wait_seconds=0,
+        )
+        runtime = build_runtime(
+            settings, clock=clock, dispatcher=RecordingDispatcher(), sender=MemorySender()
+        )
+        yield runtime, crm
+        runtime.engine.dispose()
+
+
+def send_one(runtime: Runtime, clock: FixedClock) -> int:
+    [letter] = ingest_doc(runtime, FEEDBACK, "evt_1")
+    clock.set(letter.due_at)
+    scheduler.tick(runtime)
+    runtime.delivery().sleep  # noqa: B018 - build the delivery with its defaults
+    assert send_letter(runtime.delivery(), letter.id) == "sent"
+    return letter.id
+
+
+def pump(runtime: Runtime, clock: FixedClock, step: timedelta, rounds: int) -> list[str]:
+    """Run the scheduler and the delivery task as a worker would, moving time on."""
+    outcomes = []
+    dispatcher: RecordingDispatcher = runtime.dispatcher  # type: ignore[assignment]
+    for _ in range(rounds):
+        dispatcher.sent.clear()
+        scheduler.tick(runtime)
+        for task, (activity_id,) in dispatcher.sent:
+            if task == DELIVER_ACTIVITY:
+                outcomes.append(
+                    deliver_activity(
+                        runtime.session_factory,
+                        runtime.crm,
+                        runtime.clock,
+                        activity_id,
+                        tries=3,
+                        wait_base=0,
+                        sleep=lambda _: None,
+                    )
+                )
+        clock.set(clock.now() + step)
+    return outcomes
+
+
+def activities(runtime: Runtime) -> list[CrmActivity]:
+    with runtime.session_factory() as session:
+        return list(session.scalars(select(CrmActivity).order_by(CrmActivity.id)))
+
+
+def test_sent_letter_reaches_the_crm_once_signed(
+    crm_runtime: tuple[Runtime, Any], clock: FixedClock
+) -> None:
+    runtime, crm = crm_runtime
+    letter_id = send_one(runtime, clock)
+    assert pump(runtime, clock, timedelta(seconds=10), 3) == ["delivered"]
+    assert crm.rejected == []
+    [(key, document)] = crm.accepted.items()
+    assert key == f"sent:{letter_id}"
+    assert document["type"] == "email.sent"
+    assert document["data"]["letter_id"] == letter_id
+    assert document["data"]["contact"] == {"id": "c-2002", "email": "k.mueller@example.de"}
+    assert document["data"]["message_id"].endswith("@shop.example>")
+    assert [a.status for a in activities(runtime)] == [ActivityStatus.DELIVERED]
+
+
+def test_an_outage_of_hours_loses_nothing_and_sends_nothing_twice(
+    crm_runtime: tuple[Runtime, Any], clock: FixedClock
+) -> None:
+    runtime, crm = crm_runtime
+    crm.script = [(500, {})] * 30 + [(429, {"Retry-After": "120"})] * 2
+    send_one(runtime, clock)
+    outcomes = pump(runtime, clock, timedelta(minutes=10), 60)  # ten hours of ticks
+    assert outcomes[-1] == "delivered" and outcomes.count("delivered") == 1
+    assert crm.script == [] and len(crm.accepted) == 1
+    [activity] = activities(runtime)
+    assert activity.status == ActivityStatus.DELIVERED and activity.attempts == 33
+
+
+def test_retry_after_is_honoured(crm_runtime: tuple[Runtime, Any], clock: FixedClock) -> None:
+    runtime, crm = crm_runtime
+    crm.script = [(429, {"Retry-After": "3600"})]
+    send_one(runtime, clock)
+    before = clock.now()
+    assert pump(runtime, clock, timedelta(seconds=1), 1) == ["retry"]
+    [activity] = activities(runtime)
+    assert activity.next_attempt_at >= before + timedelta(seconds=3600)
+    assert crm.posts[activity.idempotency_key] == 1  # a long wait is not spent blocking
+    clock.set(before + timedelta(minutes=59))
+    assert pump(runtime, clock, timedelta(seconds=1), 1) == []
+    clock.set(before + timedelta(hours=1, seconds=1))
+    assert pump(runtime, clock, timedelta(seconds=1), 1) == ["delivered"]
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [(400, "failed"), (404, "failed"), (408, "delivered"), (503, "delivered")],
+)
+def test_only_4xx_other_than_408_and_429_are_permanent(
+    crm_runtime: tuple[Runtime, Any], clock: FixedClock, status: int, outcome: str
+) -> None:
+    runtime, crm = crm_runtime
+    crm.script = [(status, {})]
+    send_one(runtime, clock)
+    assert pump(runtime, clock, timedelta(seconds=1), 1) == [outcome]
+
+
+def test_a_lost_delivery_lease_is_delivered_again_without_a_second_entry(
+    crm_runtime: tuple[Runtime, Any], clock: FixedClock
+) -> None:
+    runtime, crm = crm_runtime
+    send_one(runtime, clock)
+    scheduler.tick(runtime)  # claimed, but the worker "dies" before delivering
+    clock.set(clock.now() + timedelta(minutes=6))
+    assert pump(runtime, clock, timedelta(seconds=1), 1) == ["delivered"]
+    assert len(crm.accepted) == 1
+
+
+def test_crm_pending_lists_what_the_crm_lacks(
+    crm_runtime: tuple[Runtime, Any], clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worker.cli import app
+
+    runtime, crm = crm_runtime
+    crm.script = [(500, {})] * 3
+    send_one(runtime, clock)
+    pump(runtime, clock, timedelta(seconds=1), 1)
+    monkeypatch.setenv("THANKLY_DATABASE_URL", runtime.engine.url.render_as_string(False))
+    result = CliRunner().invoke(app, ["crm", "pending", "--json"])
+    [row] = json.loads(result.stdout)
+    assert (row["kind"], row["status"], row["attempts"]) == ("email.sent", "pending", 3)
+    assert row["last_error"].startswith("HTTP 500")
+
+
+def test_retry_after_formats() -> None:
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    assert retry_after_seconds("120", now) == 120
+    assert retry_after_seconds("Mon, 23 Nov 2026 09:02:00 GMT", now) == 120
+    assert retry_after_seconds("soon", now) is None and retry_after_seconds(None, now) is None
+
+
+def test_the_http_crm_needs_its_url_and_secret(tmp_path: Path) -> None:
+    from worker.crm.adapters import CrmNotConfigured, make_crm
+
+    with pytest.raises(CrmNotConfigured, match="THANKLY_CRM_URL and THANKLY_CRM_SECRET"):
+        make_crm(make_settings(tmp_path, "sqlite://", crm="http"))
+    with pytest.raises(CrmNotConfigured, match="not available yet"):
+        make_crm(make_settings(tmp_path, "sqlite://", crm="hubspot"))

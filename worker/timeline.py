@@ -1,0 +1,108 @@
+"""A letter's story in order: planned, attempts, sent, opens, clicks, CRM deliveries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.models import Attempt, Click, CrmActivity, Event, Letter, Open
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def letter_timeline(factory: sessionmaker[Session], letter_id: int) -> dict[str, Any] | None:
+    with factory() as session:
+        letter = session.get(Letter, letter_id)
+        if letter is None:
+            return None
+        event = session.get_one(Event, letter.event_id)
+        attempts = session.scalars(select(Attempt).where(Attempt.letter_id == letter_id)).all()
+        opens = session.scalars(select(Open).where(Open.letter_id == letter_id)).all()
+        clicks = session.scalars(select(Click).where(Click.letter_id == letter_id)).all()
+        activities = session.scalars(
+            select(CrmActivity).where(CrmActivity.letter_id == letter_id)
+        ).all()
+
+    entries: list[dict[str, Any]] = [
+        {
+            "at": _iso(letter.created_at),
+            "what": "planned",
+            "detail": f"{letter.rule} from {event.type} {event.external_id}, "
+            f"due {_iso(letter.due_at)}",
+        }
+    ]
+    for a in attempts:
+        code = f" {a.smtp_code}" if a.smtp_code else ""
+        text = f" ({a.error_class}{code}: {a.error_text})" if a.error_class else ""
+        entries.append(
+            {"at": _iso(a.started_at), "what": f"attempt {a.outcome}", "detail": text.strip()}
+        )
+    if letter.sent_at is not None:
+        entries.append({"at": _iso(letter.sent_at), "what": "sent", "detail": letter.message_id})
+    for o in opens:
+        reason = f" ({o.reason})" if o.reason else ""
+        entries.append(
+            {
+                "at": _iso(o.at),
+                "what": f"open {o.kind}",
+                "detail": f"{o.method} {o.user_agent or '-'}{reason}",
+            }
+        )
+    for c in clicks:
+        entries.append({"at": _iso(c.at), "what": "click", "detail": c.url})
+    for act in activities:
+        when = act.delivered_at or act.updated_at
+        error = f" (last error: {act.last_error})" if act.last_error else ""
+        entries.append(
+            {
+                "at": _iso(when),
+                "what": f"crm {act.kind}",
+                "detail": f"{act.status} after {act.attempts} attempt(s){error}",
+            }
+        )
+    entries.sort(key=lambda e: e["at"] or "")
+    return {
+        "id": letter.id,
+        "status": letter.status,
+        "status_reason": letter.status_reason,
+        "letter": letter.letter,
+        "locale": letter.locale,
+        "rule": letter.rule,
+        "contact": letter.contact_email,
+        "deal_id": letter.deal_id,
+        "due_at": _iso(letter.due_at),
+        "sent_at": _iso(letter.sent_at),
+        "message_id": letter.message_id,
+        "attempts": letter.attempt_count,
+        "last_error": letter.last_error,
+        "opens": {
+            "human": sum(o.kind == "human" for o in opens),
+            "machine": sum(o.kind == "machine" for o in opens),
+        },
+        "clicks": len(clicks),
+        "timeline": entries,
+    }
+
+
+def pending_activities(factory: sessionmaker[Session]) -> list[dict[str, Any]]:
+    with factory() as session:
+        rows = session.scalars(
+            select(CrmActivity).where(CrmActivity.status != "delivered").order_by(CrmActivity.id)
+        ).all()
+        return [
+            {
+                "id": a.id,
+                "kind": a.kind,
+                "letter_id": a.letter_id,
+                "status": a.status,
+                "attempts": a.attempts,
+                "next_attempt_at": _iso(a.next_attempt_at),
+                "last_error": a.last_error,
+                "idempotency_key": a.idempotency_key,
+            }
+            for a in rows
+        ]
