@@ -38,6 +38,9 @@ def read_token(secret: str, purpose: str, token: str) -> str | None:
         data, given = _unb64(body), _unb64(mac)
     except (binascii.Error, ValueError):
         return None
+    # One spelling per token: base64's unused trailing bits must not yield look-alikes.
+    if _b64(data) != body or _b64(given) != mac:
+        return None
     if not hmac.compare_digest(_mac(secret, purpose, data), given):
         return None
     try:
