@@ -238,3 +238,56 @@ def test_an_event_sent_with_a_zero_delay_rule_arrives_at_the_smtp_server(tmp_pat
     with sqlite3.connect(tmp_path / "var" / "thankly.db") as conn:
         status, message_id = conn.execute("SELECT status, message_id FROM letters").fetchone()
     assert (status, message_id) == ("sent", delivered["Message-ID"])
+
+
+def test_a_demo_letter_opened_in_a_browser_reaches_the_crm_once(tmp_path: Path) -> None:
+    """Issue 5's acceptance: send, load the letter's HTML as a browser would, and the open
+    shows in `thankly letters show` and reaches the http CRM exactly once."""
+    import json
+    import re
+
+    from tests.crm_server import CRM_SECRET, crm_server
+
+    var = tmp_path / "var"
+    with crm_server() as (crm, crm_url):
+        port = free_port()
+        env = thankly_env(var) | {
+            "THANKLY_RULES_FILE": str(RULES_FILE.parent / "rules.demo.yaml"),
+            "THANKLY_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "THANKLY_CRM": "http",
+            "THANKLY_CRM_URL": crm_url,
+            "THANKLY_CRM_SECRET": CRM_SECRET,
+            "THANKLY_MACHINE_OPEN_SECONDS": "0",
+        }
+        proc = subprocess.Popen([*THANKLY, "run", "--port", str(port)], env=env, cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_ready(url, proc)
+            sample = str(SAMPLES / "referral_made.pl.json")
+            subprocess.run([*THANKLY, "event", "send", sample], env=env, check=True,
+                           capture_output=True, timeout=30)
+            deadline = time.monotonic() + 30
+            while not list((var / "outbox").glob("*.eml")) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            [eml] = list((var / "outbox").glob("*.eml"))
+            message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+            html_part = message.get_body(preferencelist=("html",))
+            assert html_part is not None
+            pixel = re.search(r'<img src="([^"]+\.gif)"', str(html_part.get_content()))
+            assert pixel is not None and pixel.group(1).startswith(url)
+            browser = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+            for _ in range(3):  # reloading the page is still one open for the CRM
+                assert httpx.get(pixel.group(1), headers={"user-agent": browser}).status_code == 200
+            deadline = time.monotonic() + 30
+            while len(crm.accepted) < 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            shown = subprocess.run([*THANKLY, "letters", "show", "1", "--json"], env=env,
+                                   capture_output=True, text=True, timeout=30, check=True)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            output = proc.communicate(timeout=30)[0]
+    story = json.loads(shown.stdout)
+    assert story["status"] == "sent" and story["opens"] == {"human": 3, "machine": 0}, output
+    assert sorted(v["type"] for v in crm.accepted.values()) == ["email.opened", "email.sent"]
+    assert crm.rejected == [] and max(crm.posts.values()) == 1
