@@ -119,3 +119,13 @@ def test_production_processes_do_not_invent_a_secret(tmp_path: Path) -> None:
     with pytest.raises(MissingSecretError, match="THANKLY_WEBHOOK_SECRETS is not set"):
         webhook_secrets(Settings(var_dir=tmp_path))
     assert not (tmp_path / "webhook_secret").exists()
+
+
+def test_empty_variables_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compose passes `${THANKLY_ADMIN_TOKEN:-}`: that must not be an empty token."""
+    for name in ("THANKLY_ADMIN_TOKEN", "THANKLY_CRM_URL", "THANKLY_SMTP_URL",
+                 "THANKLY_WEBHOOK_SECRETS"):
+        monkeypatch.setenv(name, "")
+    settings = load_settings()
+    assert settings.admin_token is None and settings.crm_url is None
+    assert settings.smtp_url is None and settings.webhook_secrets is None

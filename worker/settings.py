@@ -45,7 +45,10 @@ def redact_url(url: str) -> str:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="THANKLY_", extra="ignore", frozen=True)
+    # An empty variable means unset (compose writes `${VAR:-}`): never an empty secret.
+    model_config = SettingsConfigDict(
+        env_prefix="THANKLY_", extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
     var_dir: Path = Path("var")
     database_url: str | None = Field(default=None, repr=False)
