@@ -259,14 +259,25 @@ def test_a_demo_letter_opened_in_a_browser_reaches_the_crm_once(tmp_path: Path) 
             "THANKLY_CRM_SECRET": CRM_SECRET,
             "THANKLY_MACHINE_OPEN_SECONDS": "0",
         }
-        proc = subprocess.Popen([*THANKLY, "run", "--port", str(port)], env=env, cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [*THANKLY, "run", "--port", str(port)],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             url = f"http://127.0.0.1:{port}"
             wait_ready(url, proc)
             sample = str(SAMPLES / "referral_made.pl.json")
-            subprocess.run([*THANKLY, "event", "send", sample], env=env, check=True,
-                           capture_output=True, timeout=30)
+            subprocess.run(
+                [*THANKLY, "event", "send", sample],
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )
             deadline = time.monotonic() + 30
             while not list((var / "outbox").glob("*.eml")) and time.monotonic() < deadline:
                 time.sleep(0.2)
@@ -282,8 +293,14 @@ def test_a_demo_letter_opened_in_a_browser_reaches_the_crm_once(tmp_path: Path) 
             deadline = time.monotonic() + 30
             while len(crm.accepted) < 2 and time.monotonic() < deadline:
                 time.sleep(0.2)
-            shown = subprocess.run([*THANKLY, "letters", "show", "1", "--json"], env=env,
-                                   capture_output=True, text=True, timeout=30, check=True)
+            shown = subprocess.run(
+                [*THANKLY, "letters", "show", "1", "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            )
         finally:
             proc.send_signal(signal.SIGINT)
             output = proc.communicate(timeout=30)[0]

@@ -123,8 +123,12 @@ def test_production_processes_do_not_invent_a_secret(tmp_path: Path) -> None:
 
 def test_empty_variables_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     """Compose passes `${THANKLY_ADMIN_TOKEN:-}`: that must not be an empty token."""
-    for name in ("THANKLY_ADMIN_TOKEN", "THANKLY_CRM_URL", "THANKLY_SMTP_URL",
-                 "THANKLY_WEBHOOK_SECRETS"):
+    for name in (
+        "THANKLY_ADMIN_TOKEN",
+        "THANKLY_CRM_URL",
+        "THANKLY_SMTP_URL",
+        "THANKLY_WEBHOOK_SECRETS",
+    ):
         monkeypatch.setenv(name, "")
     settings = load_settings()
     assert settings.admin_token is None and settings.crm_url is None
