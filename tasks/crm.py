@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy.exc import OperationalError
-
-from worker.celery_app import app
+from worker.celery_app import DB_RETRIES, app
 from worker.crm.outbox import deliver_activity as deliver
 from worker.queue import DELIVER_ACTIVITY
 from worker.runtime import get_runtime
 
 
-@app.task(  # type: ignore[untyped-decorator]
-    name=DELIVER_ACTIVITY,
-    autoretry_for=(OperationalError,),
-    retry_backoff=2,
-    retry_backoff_max=120,
-    max_retries=6,
-)
+@app.task(name=DELIVER_ACTIVITY, **DB_RETRIES)  # type: ignore[untyped-decorator]
 def deliver_activity(activity_id: int) -> str:
     runtime = get_runtime()
     return deliver(

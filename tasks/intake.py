@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.exc import OperationalError
 
-from worker.celery_app import app
+from worker.celery_app import DB_RETRIES, app
 from worker.intake import ingest, mark_failed
 from worker.queue import INGEST_INBOX
 from worker.rules import RulesError
@@ -13,13 +13,7 @@ from worker.runtime import get_runtime
 
 # A database outage is worth retrying soon (and the row stays pending for the sweeper);
 # any other error is permanent for this row.
-@app.task(  # type: ignore[untyped-decorator]
-    name=INGEST_INBOX,
-    autoretry_for=(OperationalError,),
-    retry_backoff=2,
-    retry_backoff_max=120,
-    max_retries=6,
-)
+@app.task(name=INGEST_INBOX, **DB_RETRIES)  # type: ignore[untyped-decorator]
 def ingest_inbox(inbox_id: int) -> str:
     runtime = get_runtime()
     try:

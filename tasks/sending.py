@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from celery.signals import worker_process_init
-from sqlalchemy.exc import OperationalError
 
-from worker.celery_app import app
+from worker.celery_app import DB_RETRIES, app
 from worker.queue import SEND_LETTER
 from worker.runtime import get_runtime
 from worker.sending import send_letter as deliver
@@ -15,13 +14,7 @@ from worker.sending import send_letter as deliver
 
 # A database hiccup is retried; a redelivery after the letter moved on finds it already
 # claimed and does nothing, so retrying can never send twice.
-@app.task(  # type: ignore[untyped-decorator]
-    name=SEND_LETTER,
-    autoretry_for=(OperationalError,),
-    retry_backoff=2,
-    retry_backoff_max=120,
-    max_retries=6,
-)
+@app.task(name=SEND_LETTER, **DB_RETRIES)  # type: ignore[untyped-decorator]
 def send_letter(letter_id: int) -> str:
     return deliver(get_runtime().delivery(), letter_id)
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -43,26 +47,50 @@ def wait_ready(url: str, proc: subprocess.Popen[str], timeout: float = 30) -> No
     pytest.fail(f"thankly run did not become ready:\n{proc.communicate()[0]}")
 
 
-@pytest.fixture
-def running(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
-    var_dir = tmp_path / "var"
-    port = free_port()
+@dataclass
+class Instance:
+    """`thankly run` in a subprocess, as a user starts it."""
+
+    url: str
+    proc: subprocess.Popen[str]
+    output: str | None = None
+
+    def stop(self) -> str:
+        """Ctrl-C, then everything it printed (idempotent)."""
+        if self.output is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.output = self.proc.communicate(timeout=30)[0]
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.output = self.proc.communicate()[0]
+        return self.output
+
+
+@contextmanager
+def thankly_run(env: dict[str, str], cwd: Path, port: int | None = None) -> Iterator[Instance]:
+    port = port or free_port()
     proc = subprocess.Popen(
         [*THANKLY, "run", "--port", str(port)],
-        env=thankly_env(var_dir),
-        cwd=tmp_path,
+        env=env,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(url, proc)
-    yield url, var_dir, proc
-    proc.send_signal(signal.SIGINT)
+    instance = Instance(f"http://127.0.0.1:{port}", proc)
     try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        wait_ready(instance.url, proc)
+        yield instance
+    finally:
+        instance.stop()
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[tuple[Instance, Path]]:
+    var_dir = tmp_path / "var"
+    with thankly_run(thankly_env(var_dir), tmp_path) as instance:
+        yield instance, var_dir
 
 
 def send(var_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -88,8 +116,9 @@ def events_in(var_dir: Path, timeout: float = 15) -> list[tuple[str, str]]:
     return rows
 
 
-def test_run_then_send_stores_the_event(running: tuple[str, Path, subprocess.Popen[str]]) -> None:
-    url, var_dir, proc = running
+def test_run_then_send_stores_the_event(running: tuple[Instance, Path]) -> None:
+    instance, var_dir = running
+    url = instance.url
     target = f"{url}/webhooks/generic"
     sample = str(SAMPLES / "deal_closed.ru.json")
 
@@ -110,8 +139,7 @@ def test_run_then_send_stores_the_event(running: tuple[str, Path, subprocess.Pop
     assert bad.returncode == 1
     assert "422" in bad.stderr and "data.contact.email" in bad.stderr
 
-    proc.send_signal(signal.SIGINT)
-    output = proc.communicate(timeout=20)[0]
+    output = instance.stop()
     secret = (var_dir / "webhook_secret").read_text().strip()
     assert f"Thankly is running at {url}" in output
     assert secret in output  # printed once so the user can configure a CRM...
@@ -189,23 +217,13 @@ def test_an_event_sent_with_a_zero_delay_rule_arrives_at_the_smtp_server(tmp_pat
         "  - {name: feedback-now, on: feedback.logged, letter: feedback_logged, delay: 0s}\n"
     )
     with smtp_server() as (script, smtp_port):
-        port = free_port()
         env = thankly_env(tmp_path / "var") | {
             "THANKLY_RULES_FILE": str(rules),
             "THANKLY_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
             "THANKLY_MAIL_FROM": "Team <team@shop.example>",
         }
-        proc = subprocess.Popen(
-            [*THANKLY, "run", "--port", str(port)],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_ready(url, proc)
+        with thankly_run(env, tmp_path) as instance:
+            url = instance.url
             sample = str(SAMPLES / "feedback_logged.de.json")
             sent = subprocess.run(
                 [
@@ -228,10 +246,7 @@ def test_an_event_sent_with_a_zero_delay_rule_arrives_at_the_smtp_server(tmp_pat
             deadline = time.monotonic() + 30
             while not script.delivered and time.monotonic() < deadline:
                 time.sleep(0.2)
-        finally:
-            proc.send_signal(signal.SIGINT)
-            output = proc.communicate(timeout=30)[0]
-    assert len(script.delivered) == 1, output
+    assert len(script.delivered) == 1, instance.output
     delivered = email.message_from_bytes(script.raw[0], policy=email.policy.default)
     assert delivered["Subject"] == "Katrin, danke für Ihre Rückmeldung"
     assert delivered["From"] == "Jonas Weber <team@shop.example>"
@@ -243,14 +258,12 @@ def test_an_event_sent_with_a_zero_delay_rule_arrives_at_the_smtp_server(tmp_pat
 def test_a_demo_letter_opened_in_a_browser_reaches_the_crm_once(tmp_path: Path) -> None:
     """Issue 5's acceptance: send, load the letter's HTML as a browser would, and the open
     shows in `thankly letters show` and reaches the http CRM exactly once."""
-    import json
-    import re
-
     from tests.crm_server import CRM_SECRET, crm_server
 
     var = tmp_path / "var"
+    port = free_port()
+    browser = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
     with crm_server() as (crm, crm_url):
-        port = free_port()
         env = thankly_env(var) | {
             "THANKLY_RULES_FILE": str(RULES_FILE.parent / "rules.demo.yaml"),
             "THANKLY_PUBLIC_URL": f"http://127.0.0.1:{port}",
@@ -259,17 +272,7 @@ def test_a_demo_letter_opened_in_a_browser_reaches_the_crm_once(tmp_path: Path) 
             "THANKLY_CRM_SECRET": CRM_SECRET,
             "THANKLY_MACHINE_OPEN_SECONDS": "0",
         }
-        proc = subprocess.Popen(
-            [*THANKLY, "run", "--port", str(port)],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_ready(url, proc)
+        with thankly_run(env, tmp_path, port) as instance:
             sample = str(SAMPLES / "referral_made.pl.json")
             subprocess.run(
                 [*THANKLY, "event", "send", sample],
@@ -286,10 +289,10 @@ def test_a_demo_letter_opened_in_a_browser_reaches_the_crm_once(tmp_path: Path) 
             html_part = message.get_body(preferencelist=("html",))
             assert html_part is not None
             pixel = re.search(r'<img src="([^"]+\.gif)"', str(html_part.get_content()))
-            assert pixel is not None and pixel.group(1).startswith(url)
-            browser = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+            assert pixel is not None and pixel.group(1).startswith(instance.url)
             for _ in range(3):  # reloading the page is still one open for the CRM
-                assert httpx.get(pixel.group(1), headers={"user-agent": browser}).status_code == 200
+                answer = httpx.get(pixel.group(1), headers={"user-agent": browser})
+                assert answer.status_code == 200
             deadline = time.monotonic() + 30
             while len(crm.accepted) < 2 and time.monotonic() < deadline:
                 time.sleep(0.2)
@@ -301,10 +304,8 @@ def test_a_demo_letter_opened_in_a_browser_reaches_the_crm_once(tmp_path: Path) 
                 timeout=30,
                 check=True,
             )
-        finally:
-            proc.send_signal(signal.SIGINT)
-            output = proc.communicate(timeout=30)[0]
     story = json.loads(shown.stdout)
-    assert story["status"] == "sent" and story["opens"] == {"human": 3, "machine": 0}, output
+    assert story["status"] == "sent", instance.output
+    assert story["opens"] == {"human": 3, "machine": 0}
     assert sorted(v["type"] for v in crm.accepted.values()) == ["email.opened", "email.sent"]
     assert crm.rejected == [] and max(crm.posts.values()) == 1

@@ -232,24 +232,30 @@ MAX_BROKER_DELAY_SECONDS = 300
 
 
 def _long_delays(path: Path) -> list[str]:
+    """eta=, or a countdown / retry delay above the limit, as a call keyword or as a key in
+    a dict literal (task options are often kept in one)."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if not isinstance(node, ast.Call):
-            continue
-        for keyword in node.keywords:
-            if keyword.arg == "eta":
-                found.append(f"{path}:{node.lineno}: eta= (use a due_at row instead)")
-            if keyword.arg in {"countdown", "retry_backoff_max", "default_retry_delay"}:
-                value = keyword.value
-                if not (
-                    isinstance(value, ast.Constant)
-                    and isinstance(value.value, int | float)
-                    and value.value <= MAX_BROKER_DELAY_SECONDS
-                ):
-                    found.append(
-                        f"{path}:{node.lineno}: {keyword.arg} above "
-                        f"{MAX_BROKER_DELAY_SECONDS}s or not a constant"
-                    )
+        pairs: list[tuple[str | None, ast.expr]] = []
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, ast.Call):
+            pairs = [(k.arg, k.value) for k in node.keywords]
+        elif isinstance(node, ast.Dict):
+            pairs = [
+                (k.value if isinstance(k, ast.Constant) and isinstance(k.value, str) else None, v)
+                for k, v in zip(node.keys, node.values, strict=True)
+            ]
+        for name, value in pairs:
+            if name == "eta":
+                found.append(f"{path}:{line}: eta (use a due_at row instead)")
+            if name in {"countdown", "retry_backoff_max", "default_retry_delay"} and not (
+                isinstance(value, ast.Constant)
+                and isinstance(value.value, int | float)
+                and value.value <= MAX_BROKER_DELAY_SECONDS
+            ):
+                found.append(
+                    f"{path}:{line}: {name} above {MAX_BROKER_DELAY_SECONDS}s or not a constant"
+                )
     return found
 
 
@@ -263,8 +269,11 @@ def test_no_celery_countdown_or_eta_beyond_a_few_minutes() -> None:
 
 def test_the_guard_catches_a_long_countdown(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
-    bad.write_text("send.apply_async(args=[1], countdown=48 * 3600)\nx.apply_async(eta=t)\n")
-    assert len(_long_delays(bad)) == 2
+    bad.write_text(
+        "send.apply_async(args=[1], countdown=48 * 3600)\nx.apply_async(eta=t)\n"
+        'OPTIONS = {"retry_backoff_max": 86400}\n'
+    )
+    assert len(_long_delays(bad)) == 3
 
 
 def test_the_wait_passes_on_the_system_clock_with_time_machine(

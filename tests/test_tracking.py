@@ -114,6 +114,12 @@ def path_of(url: str) -> str:
     return re.sub(r"^https?://[^/]+", "", url)
 
 
+def pixel_path(message: EmailMessage) -> str:
+    pixel = re.search(r'src="([^"]+\.gif)"', html_of(message))
+    assert pixel is not None
+    return path_of(pixel.group(1))
+
+
 def count(runtime: Runtime, model: Any) -> int:
     with runtime.session_factory() as session:
         return int(session.scalar(select(func.count()).select_from(model)) or 0)
@@ -140,10 +146,8 @@ def test_pixel_always_answers_a_gif_and_records_only_real_tokens(
     sent: tuple[TestClient, int, EmailMessage], runtime: Runtime, clock: FixedClock
 ) -> None:
     client, _, message = sent
-    pixel = re.search(r'src="([^"]+\.gif)"', html_of(message))
-    assert pixel is not None
     clock.set(clock.now() + timedelta(hours=2))
-    for path in (path_of(pixel.group(1)), "/t/o/forged.gif", "/t/o/" + "A" * 300 + ".gif"):
+    for path in (pixel_path(message), "/t/o/forged.gif", "/t/o/" + "A" * 300 + ".gif"):
         response = client.get(path, headers={"user-agent": AGENTS["thunderbird"]})
         assert response.status_code == 200 and response.content == PIXEL_GIF
         assert response.headers["content-type"] == "image/gif"
@@ -155,9 +159,7 @@ def test_only_the_first_human_open_reaches_the_crm(
     sent: tuple[TestClient, int, EmailMessage], runtime: Runtime, clock: FixedClock
 ) -> None:
     client, letter_id, message = sent
-    pixel = re.search(r'src="([^"]+\.gif)"', html_of(message))
-    assert pixel is not None
-    path = path_of(pixel.group(1))
+    path = pixel_path(message)
     client.get(path, headers={"user-agent": AGENTS["thunderbird"]})  # within 5 s: machine
     client.get(path, headers={"user-agent": AGENTS["apple_mpp"]})
     client.head(path, headers={"user-agent": AGENTS["outlook"]})
@@ -261,11 +263,9 @@ def test_letters_show_tells_the_whole_story(
     from worker.cli import app
 
     client, letter_id, message = sent
-    pixel = re.search(r'src="([^"]+\.gif)"', html_of(message))
-    assert pixel is not None
     clock.set(clock.now() + timedelta(hours=1))
-    client.get(path_of(pixel.group(1)), headers={"user-agent": AGENTS["apple_mpp"]})
-    client.get(path_of(pixel.group(1)), headers={"user-agent": AGENTS["outlook"]})
+    client.get(pixel_path(message), headers={"user-agent": AGENTS["apple_mpp"]})
+    client.get(pixel_path(message), headers={"user-agent": AGENTS["outlook"]})
     client.get(f"/t/c/{click_token(SECRET_KEY, letter_id, 'https://shop.example/book')}")
     monkeypatch.setenv("THANKLY_DATABASE_URL", runtime.engine.url.render_as_string(False))
     result = CliRunner().invoke(app, ["letters", "show", str(letter_id), "--json"])

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from celery import Celery
+from sqlalchemy.exc import OperationalError
 
 from worker.settings import Settings
 
 app = Celery("thankly", set_as_current=False)
+
+# For tasks whose only transient failure is the database: retried soon, briefly (the
+# sweepers are the last line of defence). Never a long countdown: see principle 1.
+DB_RETRIES = {
+    "autoretry_for": (OperationalError,),
+    "retry_backoff": 2,
+    "retry_backoff_max": 120,
+    "max_retries": 6,
+}
 
 
 def configure(settings: Settings) -> Celery:
