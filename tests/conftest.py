@@ -103,8 +103,8 @@ def pg_clean_url(pg_url: str) -> str:
     with engine.begin() as conn:
         conn.execute(
             text(
-                "TRUNCATE crm_activities, opens, clicks, suppressions, attempts, letters, "
-                "events, inbox RESTART IDENTITY CASCADE"
+                "TRUNCATE audit_log, crm_activities, opens, clicks, suppressions, attempts, "
+                "letters, events, inbox RESTART IDENTITY CASCADE"
             )
         )
     engine.dispose()

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     ForeignKey,
     Index,
     Integer,
@@ -131,6 +132,10 @@ class Letter(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # What was last rendered (subject, text, html): shown by `letters show`, and sent
+    # again as is by `letters replay --reuse-rendered`.
+    rendered: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
+    reuse_rendered: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Attempt(Base):
@@ -217,3 +222,18 @@ class CrmActivity(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditEntry(Base):
+    """Who did what to which letter, when and why (replay, cancel, send-now)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_letter_id", "letter_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))
+    letter_id: Mapped[int] = mapped_column(ForeignKey("letters.id"))
+    reason: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JsonDoc)

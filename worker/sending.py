@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -24,7 +24,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 
 from worker.clock import Clock
 from worker.crm.activities import record
-from worker.letters import Renderer, RenderError, build_context
+from worker.letters import Rendered, Renderer, RenderError, build_context
 from worker.mail.message import build_message
 from worker.mail.senders import Sender, SendError
 from worker.models import Attempt, Event, Letter, LetterStatus, Suppression
@@ -125,14 +125,24 @@ def send_letter(d: Delivery, letter_id: int) -> str:
     owner = payload["data"].get("owner") or {}
     unsubscribe = unsubscribe_url(d.settings, d.secret_key, letter_id)
     try:
-        context = build_context(
-            payload,
-            letter.locale,
-            contact.get("timezone") or d.default_timezone(),
-            next_step_url=d.settings.next_step_url,
-            unsubscribe_url=unsubscribe,
-        )
-        rendered = d.renderer.render(letter.letter, letter.locale, context)
+        if letter.reuse_rendered and letter.rendered:
+            # An admin replayed it with --reuse-rendered: the exact letter as rendered before.
+            rendered = Rendered(**letter.rendered)
+        else:
+            context = build_context(
+                payload,
+                letter.locale,
+                contact.get("timezone") or d.default_timezone(),
+                next_step_url=d.settings.next_step_url,
+                unsubscribe_url=unsubscribe,
+            )
+            rendered = d.renderer.render(letter.letter, letter.locale, context)
+        with d.session_factory.begin() as session:
+            session.execute(
+                update(Letter)
+                .where(Letter.id == letter_id)
+                .values(rendered=asdict(rendered), reuse_rendered=False)
+            )
     except RenderError as exc:
         _record(d, letter_id, now, "permanent", text=str(exc))
         with d.session_factory.begin() as session:
