@@ -16,7 +16,7 @@ import typer
 
 from worker.cli_common import err, fail, out, read_event_file
 from worker.cli_common import settings_or_exit as _settings
-from worker.cli_letters import crm_app, letters_app
+from worker.cli_letters import crm_app, letters_app, stats_command
 from worker.cli_rules import rules_app
 from worker.settings import Settings, redact_url
 
@@ -36,6 +36,7 @@ app.add_typer(event_app, name="event")
 app.add_typer(rules_app, name="rules")
 app.add_typer(letters_app, name="letters")
 app.add_typer(crm_app, name="crm")
+app.command("stats")(stats_command)
 
 
 HostOpt = Annotated[str, typer.Option("--host", help="Interface to listen on.")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -42,3 +43,16 @@ def read_event_file(path: Path) -> GenericEvent:
         fail(f"{path} is not a valid event: {exc}", 2)
     except ValueError as exc:
         fail(f"{path} is not valid JSON: {exc}", 2)
+
+
+def parse_when(text: str, option: str) -> datetime:
+    """An ISO date-time with a zone (a bare date means midnight UTC), or exit 2."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"{option} {text!r} is not an ISO date-time such as 2026-11-20T17:30:00Z", 2)
+    if moment.tzinfo is None:
+        if len(text) == 10:  # a date alone
+            return moment.replace(tzinfo=UTC)
+        fail(f"{option} needs a time zone, e.g. 2026-11-20T17:30:00Z or …+01:00", 2)
+    return moment

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from worker.catalogue import Catalogue
-from worker.cli_common import err, out, read_event_file
+from worker.cli_common import err, out, parse_when, read_event_file
 from worker.cli_common import fail as _fail
 from worker.cli_common import settings_or_exit as _settings
 from worker.durations import format_duration
@@ -66,16 +66,6 @@ def check(
         out.print(describe(rule))
 
 
-def _parse_at(at: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(at.replace("Z", "+00:00"))
-    except ValueError:
-        _fail(f"--at {at!r} is not an ISO date-time such as 2026-11-20T17:30:00Z", 2)
-    if moment.tzinfo is None:
-        _fail("--at needs a time zone, e.g. 2026-11-20T17:30:00Z or …+01:00", 2)
-    return moment
-
-
 @rules_app.command("explain")
 def explain_command(
     event_file: Annotated[Path, typer.Argument(help="Event JSON (generic format).")],
@@ -90,7 +80,7 @@ def explain_command(
     settings = _settings()
     event = read_event_file(event_file)
     if at is not None:
-        event = event.model_copy(update={"timestamp": _parse_at(at)})
+        event = event.model_copy(update={"timestamp": parse_when(at, "--at")})
     result = explain(event, _rules(settings), Catalogue.scan(settings.templates_dir))
     if as_json:
         out.print(json.dumps(result, ensure_ascii=False, indent=2))

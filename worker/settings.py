@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     max_send_attempts: int = Field(default=12, ge=1)
     retry_delay_seconds: float = Field(default=600.0, ge=0)
     sending_timeout_seconds: float = Field(default=900.0, gt=0)
+    replay_rate_per_second: float = Field(default=2.0, gt=0)  # pacing of bulk replays
 
     # Operational knobs (not in the product contract, safe defaults).
     webhook_max_bytes: int = Field(default=256 * 1024, gt=0)
