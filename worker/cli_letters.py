@@ -43,6 +43,8 @@ def show(
         markup=False,
     )
     out.print(f"  Message-ID {story['message_id']}", markup=False)
+    if story["subject"]:
+        out.print(f"  subject: {story['subject']}", markup=False)
     out.print(
         f"  opens: {story['opens']['human']} human, {story['opens']['machine']} machine; "
         f"clicks: {story['clicks']}",

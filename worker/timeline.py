@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.models import Attempt, Click, CrmActivity, Event, Letter, Open
+from worker.models import Attempt, AuditEntry, Click, CrmActivity, Event, Letter, Open
 
 
 def _iso(value: Any) -> str | None:
@@ -26,6 +26,7 @@ def letter_timeline(factory: sessionmaker[Session], letter_id: int) -> dict[str,
         activities = session.scalars(
             select(CrmActivity).where(CrmActivity.letter_id == letter_id)
         ).all()
+        audit = session.scalars(select(AuditEntry).where(AuditEntry.letter_id == letter_id)).all()
 
     entries: list[dict[str, Any]] = [
         {
@@ -64,6 +65,15 @@ def letter_timeline(factory: sessionmaker[Session], letter_id: int) -> dict[str,
                 "detail": f"{act.status} after {act.attempts} attempt(s){error}",
             }
         )
+    for entry in audit:
+        why = f": {entry.reason}" if entry.reason else ""
+        entries.append(
+            {
+                "at": _iso(entry.at),
+                "what": f"admin {entry.action}",
+                "detail": f"by {entry.actor}{why}",
+            }
+        )
     entries.sort(key=lambda e: e["at"] or "")
     return {
         "id": letter.id,
@@ -77,6 +87,7 @@ def letter_timeline(factory: sessionmaker[Session], letter_id: int) -> dict[str,
         "due_at": _iso(letter.due_at),
         "sent_at": _iso(letter.sent_at),
         "message_id": letter.message_id,
+        "subject": (letter.rendered or {}).get("subject"),
         "attempts": letter.attempt_count,
         "last_error": letter.last_error,
         "opens": {

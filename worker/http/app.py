@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from worker.http import health, tracking, webhooks
+from worker.http import admin, health, tracking, webhooks
 from worker.runtime import Runtime
 from worker.secrets_store import secret_key, webhook_secrets
 from worker.signatures import WebhookVerifier
@@ -41,5 +41,6 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.secret_key = secret_key(runtime.settings)
     app.include_router(webhooks.router)
     app.include_router(tracking.router)
+    app.include_router(admin.router)
     app.include_router(health.router)
     return app

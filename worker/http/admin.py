@@ -1,0 +1,176 @@
+"""`/admin`: the `thankly letters` operations as a JSON API, for a bearer token.
+
+Off (404) while THANKLY_ADMIN_TOKEN is unset. The token is compared in constant time, on
+fixed-length digests, so neither its content nor its length can be guessed by timing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from pydantic import AwareDatetime, BaseModel, Field
+
+from worker import admin
+from worker.rules import RulesError
+from worker.runtime import Runtime
+from worker.timeline import letter_timeline
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
+
+
+def require_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+    """The actor for the audit log, or 404 (API off) / 401 (no or wrong token)."""
+    token = request.app.state.runtime.settings.admin_token
+    if token is None:
+        raise HTTPException(404, "the admin API is off: THANKLY_ADMIN_TOKEN is not set")
+    scheme, _, given = (authorization or "").partition(" ")
+    valid = hmac.compare_digest(_digest(given), _digest(token.get_secret_value()))
+    if scheme.lower() != "bearer" or not valid:
+        raise HTTPException(
+            401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
+    host = request.client.host if request.client else "?"
+    return f"admin-api ({host})"
+
+
+Actor = Annotated[str, Depends(require_admin)]
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+class Selection(BaseModel):
+    """Which letters: ids, or a filter (status is then required)."""
+
+    ids: list[int] = Field(default_factory=list)
+    status: str | None = None
+    letter: str | None = None
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+    error_class: str | None = None
+    reason: str | None = Field(default=None, max_length=2000)
+
+    def to_filter(self) -> admin.LetterFilter:
+        if not self.ids and not self.status:
+            raise HTTPException(422, "give ids, or a filter with status (e.g. failed)")
+        return admin.LetterFilter(
+            ids=self.ids,
+            status=self.status,
+            letter=self.letter,
+            since=self.since,
+            until=self.until,
+            error_class=self.error_class,
+        )
+
+
+class ReplayRequest(Selection):
+    dry_run: bool = False
+    force: bool = False
+    reuse_rendered: bool = False
+
+
+class IdsRequest(BaseModel):
+    ids: list[int] = Field(min_length=1)
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class SendNowRequest(IdsRequest):
+    ignore_window: bool = False
+
+
+@router.get("/letters")
+def list_letters(
+    request: Request,
+    actor: Actor,
+    status: str | None = None,
+    letter: str | None = None,
+    contact: str | None = None,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
+    error_class: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    page: Annotated[int, Query(ge=1)] = 1,
+) -> dict[str, Any]:
+    flt = admin.LetterFilter(
+        status=status,
+        letter=letter,
+        contact=contact,
+        since=since,
+        until=until,
+        error_class=error_class,
+        limit=limit + 1,
+        offset=(page - 1) * limit,
+    )
+    rows = [admin.summary(x) for x in admin.find_letters(_runtime(request).session_factory, flt)]
+    return {"letters": rows[:limit], "page": page, "more": len(rows) > limit}
+
+
+@router.get("/letters/{letter_id}")
+def show_letter(letter_id: int, request: Request, actor: Actor) -> dict[str, Any]:
+    story = letter_timeline(_runtime(request).session_factory, letter_id)
+    if story is None:
+        raise HTTPException(404, f"no letter #{letter_id}")
+    return story
+
+
+@router.post("/letters/replay")
+def replay(body: ReplayRequest, request: Request, actor: Actor) -> dict[str, Any]:
+    runtime = _runtime(request)
+    outcome = admin.replay(
+        runtime.session_factory,
+        body.to_filter(),
+        runtime.clock.now(),
+        actor=actor,
+        reason=body.reason,
+        rate_per_second=runtime.settings.replay_rate_per_second,
+        force=body.force,
+        reuse_rendered=body.reuse_rendered,
+        dry_run=body.dry_run,
+    )
+    return {"dry_run": body.dry_run, **outcome.as_dict()}
+
+
+@router.post("/letters/cancel")
+def cancel(body: IdsRequest, request: Request, actor: Actor) -> dict[str, Any]:
+    runtime = _runtime(request)
+    return admin.cancel(
+        runtime.session_factory, body.ids, runtime.clock.now(), actor=actor, reason=body.reason
+    ).as_dict()
+
+
+@router.post("/letters/send-now")
+def send_now(body: SendNowRequest, request: Request, actor: Actor) -> dict[str, Any]:
+    runtime = _runtime(request)
+    try:
+        defaults = runtime.rules.get().defaults
+    except RulesError as exc:
+        raise HTTPException(503, f"the rules file is not valid: {exc}") from None
+    return admin.send_now(
+        runtime.session_factory,
+        body.ids,
+        runtime.clock.now(),
+        actor=actor,
+        reason=body.reason,
+        window=defaults.send_window,
+        default_timezone=defaults.timezone,
+        ignore_window=body.ignore_window,
+    ).as_dict()
+
+
+@router.get("/stats")
+def stats(request: Request, actor: Actor, since: AwareDatetime | None = None) -> dict[str, Any]:
+    return {"stats": admin.stats(_runtime(request).session_factory, since)}
+
+
+@router.get("/audit")
+def audit(request: Request, actor: Actor, letter_id: int | None = None) -> dict[str, Any]:
+    return {"entries": admin.audit_log(_runtime(request).session_factory, letter_id)}
