@@ -36,8 +36,18 @@ def _client(request: Request) -> tuple[str | None, str | None]:
     return request.headers.get("user-agent"), ip
 
 
-@router.api_route("/t/o/{token}.gif", methods=["GET", "HEAD"], include_in_schema=True)
+@router.get("/t/o/{token}.gif")
 async def open_pixel(token: str, request: Request) -> Response:
+    return await _pixel(token, request)
+
+
+@router.head("/t/o/{token}.gif")
+async def open_pixel_head(token: str, request: Request) -> Response:
+    """Proxies and scanners probe with HEAD: same answer, recorded as a machine open."""
+    return await _pixel(token, request)
+
+
+async def _pixel(token: str, request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     letter_id = read_letter_id(request.app.state.secret_key, "open", token)
     if letter_id is not None:

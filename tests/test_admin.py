@@ -1,0 +1,327 @@
+"""Admin operations: refusals, dry runs, the audit log, pacing, and a real outage replay."""
+
+from __future__ import annotations
+
+import getpass
+import itertools
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text, update
+from typer.testing import CliRunner
+
+from tests.conftest import SAMPLES, make_settings
+from tests.helpers import all_letters, ingest_doc
+from tests.smtp_server import refusing_server, smtp_server
+from worker import admin, scheduler
+from worker.cli import app
+from worker.clock import FixedClock
+from worker.mail.senders import SmtpConfig, SmtpSender
+from worker.models import AuditEntry, Letter, LetterStatus
+from worker.queue import SEND_LETTER, RecordingDispatcher
+from worker.runtime import Runtime, build_runtime
+from worker.sending import send_letter
+
+FEEDBACK: dict[str, Any] = json.loads((SAMPLES / "feedback_logged.de.json").read_text())
+runner = CliRunner()
+
+
+_SEQ = itertools.count()
+
+
+def letters_in(runtime: Runtime, statuses: list[str]) -> list[int]:
+    """One letter per status (distinct contacts, so the frequency cap stays out of it)."""
+    ids = []
+    for status in statuses:
+        n = next(_SEQ)
+        doc = json.loads(json.dumps(FEEDBACK))
+        doc["data"]["contact"]["email"] = f"c{n}@example.org"
+        [letter] = ingest_doc(runtime, doc, f"evt_{n}")
+        with runtime.session_factory.begin() as session:
+            session.execute(update(Letter).where(Letter.id == letter.id).values(status=status))
+        ids.append(letter.id)
+    return ids
+
+
+ALL = ["failed", "unknown", "sent", "cancelled", "suppressed", "scheduled", "queued", "sending"]
+
+
+def replay(runtime: Runtime, ids: list[int], **kw: Any) -> admin.Outcome:
+    options = {"actor": "tester", "reason": None, "rate_per_second": 2.0} | kw
+    return admin.replay(
+        runtime.session_factory, admin.LetterFilter(ids=ids), runtime.clock.now(), **options
+    )
+
+
+def test_every_refusal_rule(runtime: Runtime) -> None:
+    ids = dict(zip(ALL, letters_in(runtime, ALL), strict=True))
+    outcome = replay(runtime, list(ids.values()))
+    assert outcome.done == [ids["failed"]]
+    assert outcome.refused == {
+        ids["unknown"]: "outcome unknown: the recipient may already have it (use --force)",
+        ids["sent"]: "already sent",
+        ids["cancelled"]: "cancelled",
+        ids["suppressed"]: "suppressed (unsubscribed or frequency cap)",
+        ids["scheduled"]: "still pending: it will be sent anyway",
+        ids["queued"]: "still pending: it will be sent anyway",
+        ids["sending"]: "being sent right now",
+    }
+
+
+def test_force_replays_unknown_letters_too(runtime: Runtime) -> None:
+    failed, unknown = letters_in(runtime, ["failed", "unknown"])
+    assert sorted(replay(runtime, [failed, unknown], force=True).done) == [failed, unknown]
+
+
+def test_a_replay_is_the_same_letter_with_a_fresh_budget_paced(runtime: Runtime) -> None:
+    ids = letters_in(runtime, ["failed"] * 5)
+    with runtime.session_factory.begin() as session:
+        session.execute(update(Letter).values(attempt_count=12))
+    before = {x.id: x.message_id for x in all_letters(runtime)}
+    outcome = replay(runtime, ids, rate_per_second=2.0)
+    letters = {x.id: x for x in all_letters(runtime)}
+    assert all(letters[i].message_id == before[i] for i in ids)  # same Message-ID
+    assert all(letters[i].status == "scheduled" and letters[i].attempt_count == 0 for i in ids)
+    dues = sorted(letters[i].due_at for i in ids)
+    assert [b - a for a, b in zip(dues, dues[1:], strict=False)] == [timedelta(seconds=0.5)] * 4
+    assert outcome.when[ids[0]] == runtime.clock.now()
+
+
+def snapshot(runtime: Runtime) -> list[Any]:
+    with runtime.engine.connect() as conn:
+        return [
+            conn.execute(text(f"SELECT * FROM {t} ORDER BY id")).fetchall()
+            for t in ("letters", "audit_log", "attempts")
+        ]
+
+
+def test_dry_run_changes_nothing(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    letters_in(runtime, ALL)
+    monkeypatch.setenv("THANKLY_DATABASE_URL", runtime.engine.url.render_as_string(False))
+    before = snapshot(runtime)
+    result = runner.invoke(app, ["letters", "replay", "--status", "failed", "--dry-run"])
+    assert result.exit_code == 0 and "would replay 1" in result.stdout
+    assert "dry run: nothing changed" in result.stdout
+    result = runner.invoke(app, ["letters", "replay", "1", "2", "3", "--dry-run", "--json"])
+    plan = json.loads(result.stdout)
+    assert plan["done"] == [1] and plan["refused"]["2"].startswith("outcome unknown")
+    assert snapshot(runtime) == before
+
+
+def test_the_audit_log_keeps_who_when_and_why(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [failed] = letters_in(runtime, ["failed"])
+    monkeypatch.setenv("THANKLY_DATABASE_URL", runtime.engine.url.render_as_string(False))
+    result = runner.invoke(
+        app,
+        ["letters", "replay", str(failed), "--yes", "--reason", "SMTP relay was down 02:00-03:10"],
+    )
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "replayed 1" in result.stdout
+    with runtime.session_factory() as session:
+        [entry] = session.scalars(select(AuditEntry)).all()
+    assert entry.action == "replay" and entry.letter_id == failed
+    assert entry.actor == f"{getpass.getuser()} (cli)"
+    assert entry.reason == "SMTP relay was down 02:00-03:10"
+    assert entry.details["from"] == "failed"
+    shown = json.loads(runner.invoke(app, ["letters", "show", str(failed), "--json"]).stdout)
+    assert any(e["what"] == "admin replay" for e in shown["timeline"])
+
+
+def test_replay_asks_first_and_refuses_without_a_terminal(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    letters_in(runtime, ["failed"])
+    monkeypatch.setenv("THANKLY_DATABASE_URL", runtime.engine.url.render_as_string(False))
+    before = snapshot(runtime)
+    result = runner.invoke(app, ["letters", "replay", "--status", "failed"])
+    assert result.exit_code == 2 and "Add --yes" in result.stderr
+    assert snapshot(runtime) == before
+    result = runner.invoke(app, ["letters", "replay"])
+    assert result.exit_code == 2 and "say which letters" in result.stderr
+
+
+def test_unknown_letters_need_force_and_get_a_warning(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [unknown] = letters_in(runtime, ["unknown"])
+    monkeypatch.setenv("THANKLY_DATABASE_URL", runtime.engine.url.render_as_string(False))
+    plain = runner.invoke(app, ["letters", "replay", str(unknown), "--yes"])
+    assert "refused 1: outcome unknown" in plain.stdout
+    forced = runner.invoke(app, ["letters", "replay", str(unknown), "--yes", "--force"])
+    assert "may receive them twice" in forced.stderr and "replayed 1" in forced.stdout
+
+
+def test_cancel_and_send_now(runtime: Runtime, clock: FixedClock) -> None:
+    scheduled, sent = letters_in(runtime, ["scheduled", "sent"])
+    outcome = admin.cancel(
+        runtime.session_factory,
+        [scheduled, sent, 999],
+        clock.now(),
+        actor="tester",
+        reason="customer asked",
+    )
+    assert outcome.done == [scheduled]
+    assert outcome.refused == {
+        sent: "sent: only scheduled or queued letters",
+        999: "no such letter",
+    }
+    [later] = letters_in(runtime, ["scheduled"])
+    clock.set(clock.now().replace(hour=20))  # Friday 20:00 UTC = 21:00 in Berlin, closed
+    defaults = runtime.rules.get().defaults
+    moved = admin.send_now(
+        runtime.session_factory,
+        [later],
+        clock.now(),
+        actor="t",
+        reason=None,
+        window=defaults.send_window,
+        default_timezone=defaults.timezone,
+    )
+    assert moved.when[later].isoformat() == "2026-11-23T08:00:00+00:00"  # Monday 09:00 Berlin
+    now = admin.send_now(
+        runtime.session_factory,
+        [later],
+        clock.now(),
+        actor="t",
+        reason=None,
+        window=defaults.send_window,
+        default_timezone=defaults.timezone,
+        ignore_window=True,
+    )
+    assert now.when[later] == clock.now()
+
+
+def test_list_filters_and_pages(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    letters_in(runtime, ["failed", "sent", "failed", "failed"])
+    monkeypatch.setenv("THANKLY_DATABASE_URL", runtime.engine.url.render_as_string(False))
+    page1 = json.loads(
+        runner.invoke(
+            app, ["letters", "list", "--status", "failed", "--limit", "2", "--json"]
+        ).stdout
+    )
+    page2 = json.loads(
+        runner.invoke(
+            app, ["letters", "list", "--status", "failed", "--limit", "2", "--page", "2", "--json"]
+        ).stdout
+    )
+    assert [r["id"] for r in page1] == [1, 3] and [r["id"] for r in page2] == [4]
+    table = runner.invoke(app, ["letters", "list", "--status", "failed", "--limit", "2"])
+    assert "more: --page 2" in table.stdout
+    second = all_letters(runtime)[1]
+    by_contact = json.loads(
+        runner.invoke(
+            app, ["letters", "list", "--contact", second.contact_email.upper(), "--json"]
+        ).stdout
+    )
+    assert [r["id"] for r in by_contact] == [second.id]
+    later = json.loads(
+        runner.invoke(app, ["letters", "list", "--since", "2030-01-01", "--json"]).stdout
+    )
+    assert later == []
+
+
+# --- the real thing: an SMTP outage, then one replay ------------------------------------
+
+
+@pytest.fixture
+def outage(tmp_path: Path, db_url: str, clock: FixedClock) -> Iterator[Any]:
+    made: list[Runtime] = []
+
+    def build(port: int) -> Runtime:
+        settings = make_settings(
+            tmp_path,
+            db_url,
+            smtp_url=f"smtp://127.0.0.1:{port}",
+            smtp_retry_wait_seconds=0,
+            max_send_attempts=3,
+        )
+        runtime = build_runtime(
+            settings,
+            clock=clock,
+            dispatcher=RecordingDispatcher(),
+            sender=SmtpSender(SmtpConfig.from_url(settings.smtp_url or "")),
+        )
+        made.append(runtime)
+        return runtime
+
+    yield build
+    for runtime in made:
+        runtime.sender.close()  # type: ignore[attr-defined]
+        runtime.engine.dispose()
+
+
+def drain(runtime: Runtime, clock: FixedClock, seconds: int = 60) -> None:
+    """Ticks and send tasks as the scheduler and a worker would run them."""
+    dispatcher: RecordingDispatcher = runtime.dispatcher  # type: ignore[assignment]
+    for _ in range(seconds):
+        dispatcher.sent.clear()
+        scheduler.tick(runtime)
+        for task, (letter_id,) in dispatcher.sent:
+            if task == SEND_LETTER:
+                send_letter(runtime.delivery(), letter_id)
+        clock.set(clock.now() + timedelta(seconds=1))
+
+
+def test_replay_after_an_smtp_outage_delivers_each_letter_once(
+    outage: Any, clock: FixedClock
+) -> None:
+    with refusing_server() as down_port:
+        down = outage(down_port)
+        for i in range(4):
+            doc = json.loads(json.dumps(FEEDBACK))
+            doc["data"]["contact"]["email"] = f"c{i}@example.org"
+            [letter] = ingest_doc(down, doc, f"evt_{i}")
+        clock.set(letter.due_at)
+        drain(down, clock)
+        clock.set(clock.now() + timedelta(minutes=20))  # the retry round, still down
+        drain(down, clock)
+    failed = [x for x in all_letters(down) if x.status == LetterStatus.FAILED]
+    assert len(failed) == 4
+    with smtp_server() as (script, up_port):
+        up = outage(up_port)
+        outcome = admin.replay(
+            up.session_factory,
+            admin.LetterFilter(status="failed"),
+            clock.now(),
+            actor="tester",
+            reason="relay back",
+            rate_per_second=2.0,
+        )
+        assert sorted(outcome.done) == sorted(x.id for x in failed)
+        drain(up, clock, seconds=10)
+        drain(up, clock, seconds=10)  # more ticks: nothing goes out twice
+    assert sorted(script.delivered) == sorted(x.message_id for x in failed)
+    assert len(script.delivered) == len(set(script.delivered)) == 4
+    assert {x.status for x in all_letters(up)} == {LetterStatus.SENT}
+
+
+def test_stats(runtime: Runtime, clock: FixedClock) -> None:
+    from worker.models import Click, Open
+
+    ids = letters_in(runtime, ["sent", "sent", "failed", "scheduled", "suppressed"])
+    with runtime.session_factory.begin() as session:
+        session.add_all(
+            [
+                Open(letter_id=ids[0], at=clock.now(), method="GET", kind="human"),
+                Open(letter_id=ids[0], at=clock.now(), method="GET", kind="human"),
+                Open(letter_id=ids[1], at=clock.now(), method="GET", kind="machine"),
+                Click(letter_id=ids[0], at=clock.now(), url="https://shop.example"),
+            ]
+        )
+    [row] = admin.stats(runtime.session_factory)
+    assert (row["letter"], row["locale"]) == ("feedback_logged", "de")
+    assert {k: row[k] for k in ("scheduled", "sent", "failed", "unknown", "suppressed")} == {
+        "scheduled": 1,
+        "sent": 2,
+        "failed": 1,
+        "unknown": 0,
+        "suppressed": 1,
+    }
+    assert (row["human_opens"], row["machine_opens"], row["clicks"]) == (2, 1, 1)
+    assert (row["open_rate"], row["click_rate"]) == (0.5, 0.5)  # 1 of 2 sent opened by a human
