@@ -87,7 +87,7 @@ def test_a_replay_is_the_same_letter_with_a_fresh_budget_paced(runtime: Runtime)
     assert all(letters[i].message_id == before[i] for i in ids)  # same Message-ID
     assert all(letters[i].status == "scheduled" and letters[i].attempt_count == 0 for i in ids)
     dues = sorted(letters[i].due_at for i in ids)
-    assert [b - a for a, b in zip(dues, dues[1:], strict=False)] == [timedelta(seconds=0.5)] * 4
+    assert [b - a for a, b in itertools.pairwise(dues)] == [timedelta(seconds=0.5)] * 4
     assert outcome.when[ids[0]] == runtime.clock.now()
 
 
