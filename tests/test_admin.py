@@ -325,3 +325,62 @@ def test_stats(runtime: Runtime, clock: FixedClock) -> None:
     }
     assert (row["human_opens"], row["machine_opens"], row["clicks"]) == (2, 1, 1)
     assert (row["open_rate"], row["click_rate"]) == (0.5, 0.5)  # 1 of 2 sent opened by a human
+
+
+def test_reuse_rendered_sends_what_was_rendered_before(
+    tmp_path: Path, db_url: str, clock: FixedClock
+) -> None:
+    import shutil
+
+    from tests.conftest import TEMPLATES
+    from worker.mail.senders import MemorySender
+
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    sender = MemorySender()
+    runtime = build_runtime(
+        make_settings(tmp_path, db_url, templates_dir=templates),
+        clock=clock,
+        dispatcher=RecordingDispatcher(),
+        sender=sender,
+    )
+    try:
+        [letter] = ingest_doc(runtime, FEEDBACK, "evt_1")
+        clock.set(letter.due_at)
+        drain(runtime, clock, seconds=2)
+        first_subject = sender.sent[0]["Subject"]
+        with runtime.session_factory.begin() as session:  # pretend it bounced afterwards
+            session.execute(update(Letter).values(status="failed"))
+        subject = templates / "feedback_logged" / "de" / "subject.txt"
+        subject.write_text("Neuer Betreff {{ contact.first_name }}")
+        for reuse in (True, False):
+            replay(runtime, [letter.id], reuse_rendered=reuse)
+            drain(runtime, clock, seconds=2)
+            with runtime.session_factory.begin() as session:
+                session.execute(update(Letter).values(status="failed"))
+        subjects = [m["Subject"] for m in sender.sent]
+        assert subjects == [first_subject, first_subject, "Neuer Betreff Katrin"]
+        assert len({m["Message-ID"] for m in sender.sent}) == 1  # one letter, one Message-ID
+    finally:
+        runtime.engine.dispose()
+
+
+def test_cancel_send_now_and_stats_from_the_cli(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scheduled, later, sent = letters_in(runtime, ["scheduled", "scheduled", "sent"])
+    monkeypatch.setenv("THANKLY_DATABASE_URL", runtime.engine.url.render_as_string(False))
+    monkeypatch.setenv("THANKLY_RULES_FILE", str(runtime.settings.rules_file))
+    monkeypatch.setenv("THANKLY_TEMPLATES_DIR", str(runtime.settings.templates_dir))
+    result = runner.invoke(app, ["letters", "cancel", str(scheduled), str(sent)])
+    assert result.exit_code == 0
+    assert "cancelled 1" in result.stdout and "refused 1: sent: only scheduled" in result.stdout
+    refused = runner.invoke(app, ["letters", "cancel", str(sent)])
+    assert refused.exit_code == 1
+    moved = runner.invoke(app, ["letters", "send-now", str(later), "--ignore-window", "--json"])
+    assert json.loads(moved.stdout)["done"] == [later]
+    stats = runner.invoke(app, ["stats"])
+    body = [line for line in stats.stdout.splitlines() if line.startswith("│")]
+    first_column = "".join(line.split("│")[1].strip() for line in body)
+    assert stats.exit_code == 0 and first_column == "feedback_logged/de"  # folded, never cut
+    assert json.loads(runner.invoke(app, ["stats", "--json"]).stdout)[0]["sent"] == 1

@@ -369,9 +369,9 @@ def stats_command(since: SinceOpt = None, as_json: JsonOpt = False) -> None:
     if not rows:
         out.print("no letters yet")
         return
+    # Twelve columns must fit an 80-column terminal: cells fold rather than hide data.
     table = Table(
         "letter",
-        "locale",
         "sched",
         "sent",
         "failed",
@@ -382,11 +382,13 @@ def stats_command(since: SinceOpt = None, as_json: JsonOpt = False) -> None:
         "unsubs",
         "open rate",
         "click rate",
+        padding=(0, 1),
     )
+    for column in table.columns:
+        column.overflow = "fold"
     for r in rows:
         table.add_row(
-            r["letter"],
-            r["locale"],
+            f"{r['letter']}/{r['locale']}",
             str(r["scheduled"]),
             str(r["sent"]),
             str(r["failed"]),
