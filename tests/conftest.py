@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -198,3 +199,31 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def smtp_runtimes(tmp_path: Path, db_url: str, clock: FixedClock) -> Iterator[Any]:
+    """Builds runtimes that send to a local SMTP port: `build(port, userinfo="", **settings)`."""
+    from worker.mail.senders import SmtpConfig, SmtpSender
+
+    made: list[Runtime] = []
+
+    def build(port: int, userinfo: str = "", **overrides: Any) -> Runtime:
+        settings = make_settings(
+            tmp_path,
+            db_url,
+            smtp_url=f"smtp://{userinfo}127.0.0.1:{port}",
+            smtp_retry_wait_seconds=0,
+            **overrides,
+        )
+        sender = SmtpSender(SmtpConfig.from_url(settings.smtp_url or "", timeout=5))
+        runtime = build_runtime(
+            settings, clock=clock, dispatcher=RecordingDispatcher(), sender=sender
+        )
+        made.append(runtime)
+        return runtime
+
+    yield build
+    for runtime in made:
+        runtime.sender.close()  # type: ignore[attr-defined]
+        runtime.engine.dispose()

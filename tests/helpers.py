@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +66,39 @@ def write_letter(root: Path, name: str, subject: str, body: str = "x", html: str
     (folder / "subject.txt").write_text(subject)
     (folder / "body.txt").write_text(body)
     (folder / "body.html").write_text(html)
+
+
+def run_worker(
+    runtime: Runtime, clock: Any, rounds: int, step: timedelta = timedelta(seconds=1)
+) -> list[tuple[str, int, str]]:
+    """The scheduler tick and the tasks it enqueues, run in-process as a worker would, with
+    the clock moved `step` after each round. Returns (task, id, outcome) per task run."""
+    from worker import scheduler
+    from worker.crm.outbox import deliver_activity
+    from worker.queue import DELIVER_ACTIVITY, SEND_LETTER, RecordingDispatcher
+    from worker.sending import send_letter
+
+    dispatcher = runtime.dispatcher
+    assert isinstance(dispatcher, RecordingDispatcher)
+    done = []
+    for _ in range(rounds):
+        dispatcher.sent.clear()
+        scheduler.tick(runtime)
+        for task, (item,) in list(dispatcher.sent):
+            if task == SEND_LETTER:
+                outcome = send_letter(runtime.delivery(), item)
+            elif task == DELIVER_ACTIVITY:
+                outcome = deliver_activity(
+                    runtime.session_factory,
+                    runtime.crm,
+                    runtime.clock,
+                    item,
+                    tries=runtime.settings.crm_tries,
+                    wait_base=0,
+                    sleep=lambda _: None,
+                )
+            else:
+                continue
+            done.append((task, item, outcome))
+        clock.set(clock.now() + step)
+    return done

@@ -5,7 +5,6 @@ from __future__ import annotations
 import getpass
 import itertools
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,16 +14,14 @@ from sqlalchemy import select, text, update
 from typer.testing import CliRunner
 
 from tests.conftest import SAMPLES, make_settings
-from tests.helpers import all_letters, ingest_doc
+from tests.helpers import all_letters, ingest_doc, run_worker
 from tests.smtp_server import refusing_server, smtp_server
-from worker import admin, scheduler
+from worker import admin
 from worker.cli import app
 from worker.clock import FixedClock
-from worker.mail.senders import SmtpConfig, SmtpSender
 from worker.models import AuditEntry, Letter, LetterStatus
-from worker.queue import SEND_LETTER, RecordingDispatcher
+from worker.queue import RecordingDispatcher
 from worker.runtime import Runtime, build_runtime
-from worker.sending import send_letter
 
 FEEDBACK: dict[str, Any] = json.loads((SAMPLES / "feedback_logged.de.json").read_text())
 runner = CliRunner()
@@ -230,42 +227,12 @@ def test_list_filters_and_pages(runtime: Runtime, monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.fixture
-def outage(tmp_path: Path, db_url: str, clock: FixedClock) -> Iterator[Any]:
-    made: list[Runtime] = []
-
-    def build(port: int) -> Runtime:
-        settings = make_settings(
-            tmp_path,
-            db_url,
-            smtp_url=f"smtp://127.0.0.1:{port}",
-            smtp_retry_wait_seconds=0,
-            max_send_attempts=3,
-        )
-        runtime = build_runtime(
-            settings,
-            clock=clock,
-            dispatcher=RecordingDispatcher(),
-            sender=SmtpSender(SmtpConfig.from_url(settings.smtp_url or "")),
-        )
-        made.append(runtime)
-        return runtime
-
-    yield build
-    for runtime in made:
-        runtime.sender.close()  # type: ignore[attr-defined]
-        runtime.engine.dispose()
+def outage(smtp_runtimes: Any) -> Any:
+    return lambda port: smtp_runtimes(port, max_send_attempts=3)
 
 
 def drain(runtime: Runtime, clock: FixedClock, seconds: int = 60) -> None:
-    """Ticks and send tasks as the scheduler and a worker would run them."""
-    dispatcher: RecordingDispatcher = runtime.dispatcher  # type: ignore[assignment]
-    for _ in range(seconds):
-        dispatcher.sent.clear()
-        scheduler.tick(runtime)
-        for task, (letter_id,) in dispatcher.sent:
-            if task == SEND_LETTER:
-                send_letter(runtime.delivery(), letter_id)
-        clock.set(clock.now() + timedelta(seconds=1))
+    run_worker(runtime, clock, rounds=seconds)
 
 
 def test_replay_after_an_smtp_outage_delivers_each_letter_once(

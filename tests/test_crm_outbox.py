@@ -15,11 +15,10 @@ from typer.testing import CliRunner
 
 from tests.conftest import SAMPLES, make_settings
 from tests.crm_server import CRM_SECRET, crm_server
-from tests.helpers import ingest_doc
+from tests.helpers import ingest_doc, run_worker
 from worker import scheduler
 from worker.clock import FixedClock
 from worker.crm.adapters import retry_after_seconds
-from worker.crm.outbox import deliver_activity
 from worker.mail.senders import MemorySender
 from worker.models import ActivityStatus, CrmActivity
 from worker.queue import DELIVER_ACTIVITY, RecordingDispatcher
@@ -57,27 +56,9 @@ def send_one(runtime: Runtime, clock: FixedClock) -> int:
 
 
 def pump(runtime: Runtime, clock: FixedClock, step: timedelta, rounds: int) -> list[str]:
-    """Run the scheduler and the delivery task as a worker would, moving time on."""
-    outcomes = []
-    dispatcher: RecordingDispatcher = runtime.dispatcher  # type: ignore[assignment]
-    for _ in range(rounds):
-        dispatcher.sent.clear()
-        scheduler.tick(runtime)
-        for task, (activity_id,) in dispatcher.sent:
-            if task == DELIVER_ACTIVITY:
-                outcomes.append(
-                    deliver_activity(
-                        runtime.session_factory,
-                        runtime.crm,
-                        runtime.clock,
-                        activity_id,
-                        tries=3,
-                        wait_base=0,
-                        sleep=lambda _: None,
-                    )
-                )
-        clock.set(clock.now() + step)
-    return outcomes
+    """CRM deliveries as the scheduler and a worker would run them, moving time on."""
+    done = run_worker(runtime, clock, rounds, step)
+    return [outcome for task, _, outcome in done if task == DELIVER_ACTIVITY]
 
 
 def activities(runtime: Runtime) -> list[CrmActivity]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,43 +10,21 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import SAMPLES, make_settings
+from tests.conftest import SAMPLES
 from tests.helpers import all_letters, ingest_doc
 from tests.smtp_server import Script, refusing_server, smtp_server
 from worker import scheduler
 from worker.clock import FixedClock
-from worker.mail.senders import SmtpConfig, SmtpSender
 from worker.models import Attempt, LetterStatus, Suppression
-from worker.queue import RecordingDispatcher
-from worker.runtime import Runtime, build_runtime
+from worker.runtime import Runtime
 from worker.sending import send_letter
 
 FEEDBACK: dict[str, Any] = json.loads((SAMPLES / "feedback_logged.de.json").read_text())
 
 
 @pytest.fixture
-def make_runtime(tmp_path: Path, db_url: str, clock: FixedClock) -> Iterator[Any]:
-    made: list[Runtime] = []
-
-    def build(port: int, userinfo: str = "", **overrides: Any) -> Runtime:
-        settings = make_settings(
-            tmp_path,
-            db_url,
-            smtp_url=f"smtp://{userinfo}127.0.0.1:{port}",
-            smtp_retry_wait_seconds=0,
-            **overrides,
-        )
-        sender = SmtpSender(SmtpConfig.from_url(settings.smtp_url or "", timeout=5))
-        runtime = build_runtime(
-            settings, clock=clock, dispatcher=RecordingDispatcher(), sender=sender
-        )
-        made.append(runtime)
-        return runtime
-
-    yield build
-    for runtime in made:
-        runtime.sender.close()  # type: ignore[attr-defined]
-        runtime.engine.dispose()
+def make_runtime(smtp_runtimes: Any) -> Any:
+    return smtp_runtimes
 
 
 def queue_letter(
