@@ -52,6 +52,11 @@ class PlannedLetter:
         return self.reason is None
 
 
+def is_suppressed(session: Session, email: str) -> bool:
+    """Unsubscribed addresses get nothing: asked when planning and again when sending."""
+    return session.scalar(select(Suppression.id).where(Suppression.email == email)) is not None
+
+
 def contact_timezone(event: GenericEvent, rules: RuleSet) -> str:
     contact = event.data.contact
     return contact.timezone if contact and contact.timezone else rules.defaults.timezone
@@ -162,7 +167,7 @@ class Planner:
         due_at: datetime,
         rules: RuleSet,
     ) -> tuple[str, str | None]:
-        if session.scalar(select(Suppression.id).where(Suppression.email == email)):
+        if is_suppressed(session, email):
             return LetterStatus.SUPPRESSED, "unsubscribed"
         canceller = self._earlier_cancel(session, event, rule)
         if canceller is not None:

@@ -27,7 +27,8 @@ from worker.crm.activities import record
 from worker.letters import Rendered, Renderer, RenderError, build_context
 from worker.mail.message import build_message
 from worker.mail.senders import Sender, SendError
-from worker.models import Attempt, Event, Letter, LetterStatus, Suppression
+from worker.models import Attempt, Event, Letter, LetterStatus
+from worker.planning import is_suppressed
 from worker.settings import Settings
 from worker.tracking import instrument_html, unsubscribe_token
 
@@ -111,7 +112,7 @@ def send_letter(d: Delivery, letter_id: int) -> str:
             return "skipped"  # cancelled, suppressed, or another worker has it
         letter = session.get_one(Letter, letter_id)
         payload = session.scalars(select(Event.payload).where(Event.id == letter.event_id)).one()
-        if session.scalar(select(Suppression.id).where(Suppression.email == letter.contact_email)):
+        if is_suppressed(session, letter.contact_email):
             _finish(
                 session,
                 letter_id,

@@ -13,7 +13,7 @@ import json
 import re
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -209,7 +209,3 @@ def unsubscribe(factory: sessionmaker[Session], letter_id: int, now: datetime) -
             {"via": "one-click link"},
         )
         return email
-
-
-def is_suppressed(session: Session, email: str) -> bool:
-    return session.scalar(select(Suppression.id).where(Suppression.email == email)) is not None
