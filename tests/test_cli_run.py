@@ -309,3 +309,12 @@ def test_a_demo_letter_opened_in_a_browser_reaches_the_crm_once(tmp_path: Path) 
     assert story["opens"] == {"human": 3, "machine": 0}
     assert sorted(v["type"] for v in crm.accepted.values()) == ["email.opened", "email.sent"]
     assert crm.rejected == [] and max(crm.posts.values()) == 1
+
+
+def test_the_worker_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
+    env = thankly_env(tmp_path) | {"THANKLY_BROKER_URL": "redis://127.0.0.1:6379/11"}
+    result = subprocess.run(
+        [*THANKLY, "worker"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert "THANKLY_SECRET_KEY is not set" in result.stderr

@@ -180,6 +180,12 @@ def worker(
     _setup_logging(settings)
     runtime = _runtime(settings)
     _require_rules(runtime)
+    from worker.secrets_store import MissingSecretError
+
+    try:
+        runtime.delivery()  # signing unsubscribe and tracking links needs the secret key
+    except MissingSecretError as exc:
+        fail(str(exc), 2)
     set_runtime(runtime)
     celery.worker_main(
         [
