@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest install dev constraints clean
+.PHONY: run test lint typecheck pytest install dev constraints bench clean
 
 run: $(VENV)/.installed
 	$(BIN)/thankly db upgrade
@@ -23,6 +23,11 @@ typecheck: $(VENV)/.installed-dev
 # pytest exits 5 when it collected nothing; that is a failure here, as any non-zero is.
 pytest: $(VENV)/.installed-dev
 	$(BIN)/pytest
+
+# Speed claims are measured here, as ratios within one run; never by timed unit tests.
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m benchmarks.tick_cost
+	$(BIN)/python -m benchmarks.tick_cost --database-url "$${THANKLY_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
 
 install: $(VENV)/.installed
 dev: $(VENV)/.installed-dev

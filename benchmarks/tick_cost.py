@@ -1,0 +1,150 @@
+"""How the scheduler tick's cost grows with the backlog of letters still waiting.
+
+DESIGN.md principle 1 keeps every 24-72 h wait in the database, so the tick's claim query
+must cost what the *due* letters cost, not what the whole backlog costs. This measures
+`claim_due_letters` for the same 50 due letters behind a small backlog (the baseline)
+and behind a backlog 100 times larger, in one run, and reports the ratio (~1 is the goal;
+a full scan would make it ~100).
+
+    .venv/bin/python -m benchmarks.tick_cost [--database-url URL] [--backlog N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import create_engine, insert, text, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.db import make_engine, make_session_factory
+from worker.dispatch import claim_due_letters
+from worker.migrate import upgrade
+from worker.models import Letter
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+DUE_AT = datetime(2026, 11, 30, tzinfo=UTC)
+LATER = datetime(2027, 6, 1, tzinfo=UTC)
+DUE = 50
+
+
+@contextmanager
+def throwaway_database(url: str | None, tmp: Path) -> Iterator[str]:
+    """SQLite in a temporary folder, or a new PostgreSQL database next to `url` (dropped
+    afterwards), so a benchmark never touches data it did not create."""
+    if url is None:
+        yield f"sqlite:///{tmp / 'bench.db'}"
+        return
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    name = f"thankly_bench_{os.getpid()}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def seed(factory: sessionmaker[Session], pending: int) -> None:
+    created = datetime(2026, 11, 20, tzinfo=UTC)
+    with factory.begin() as session:
+        for table in ("letters", "events", "inbox"):
+            session.execute(text(f"DELETE FROM {table}"))
+        session.execute(
+            text(
+                "INSERT INTO inbox (id, source, event_id, received_at, body, body_sha256, status, "
+                "enqueue_count) VALUES (1, 'bench', 'e', :t, '{}', '', 'processed', 1)"
+            ),
+            {"t": created},
+        )
+        session.execute(
+            text(
+                "INSERT INTO events (id, inbox_id, source, external_id, type, occurred_at, "
+                "payload, created_at) "
+                "VALUES (1, 1, 'bench', 'e', 'deal.closed', :t, '{}', :t)"
+            ),
+            {"t": created},
+        )
+        rows = [
+            {
+                "event_id": 1,
+                "rule": f"r{i}",
+                "letter": "deal_closed",
+                "locale": "en",
+                "contact_email": f"c{i}@example.org",
+                "status": "scheduled",
+                # the backlog waits until next year; the first DUE letters are due now
+                "due_at": datetime(2026, 11, 30, tzinfo=UTC)
+                if i < DUE
+                else datetime(2027, 6, 1, tzinfo=UTC),
+                "message_id": f"<{i}@bench>",
+                "attempt_count": 0,
+                "created_at": created,
+                "updated_at": created,
+            }
+            for i in range(pending + DUE)
+        ]
+        for start in range(0, len(rows), 5000):
+            session.execute(insert(Letter), rows[start : start + 5000])
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("ANALYZE letters"))
+        else:
+            session.execute(text("ANALYZE"))
+
+
+def time_claims(factory: sessionmaker[Session], repeats: int) -> float:
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        claimed = claim_due_letters(factory, NOW, limit=200)
+        samples.append(time.perf_counter() - started)
+        assert len(claimed) == DUE, claimed
+        with factory.begin() as session:  # put them back for the next round (not timed)
+            session.execute(update(Letter).where(Letter.id.in_(claimed)).values(status="scheduled"))
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--database-url",
+        help="a PostgreSQL server to create a throwaway database on; default: SQLite",
+    )
+    parser.add_argument("--backlog", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        throwaway_database(args.database_url, Path(tmp)) as url,
+    ):
+        upgrade(url)
+        engine = make_engine(url)
+        factory = make_session_factory(engine)
+        baseline_backlog = max(args.backlog // 100, 1)
+        results = {}
+        for backlog in (baseline_backlog, args.backlog):
+            seed(factory, backlog)
+            results[backlog] = time_claims(factory, args.repeats)
+        engine.dispose()
+    base = results[baseline_backlog]
+    print(f"database: {engine.dialect.name}; {DUE} due letters claimed per tick")
+    for backlog, seconds in results.items():
+        print(
+            f"  backlog {backlog:>7,} pending: median {seconds * 1000:7.2f} ms "
+            f"({seconds / base:.2f}x baseline)"
+        )
+    ratio = results[args.backlog] / base
+    print(f"ratio for a {args.backlog // baseline_backlog}x larger backlog: {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
