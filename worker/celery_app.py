@@ -32,6 +32,10 @@ def configure(settings: Settings) -> Celery:
         # A task is acknowledged after it ran; a worker killed mid-task gives it back.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
+        # When Redis drops, let a running task finish instead of cancelling it mid-SMTP
+        # (which would strand its letter in `sending`): its redelivered message then finds
+        # the letter already claimed and does nothing.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_prefetch_multiplier=1,
         task_default_queue="thankly",
         broker_connection_retry_on_startup=True,
