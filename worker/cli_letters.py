@@ -53,6 +53,8 @@ def show(
     if story["last_error"]:
         out.print(f"  last error: {story['last_error']}", markup=False)
     table = Table("at", "what", "detail", box=None, pad_edge=False)
+    for column in table.columns:
+        column.overflow = "fold"  # a Message-ID cut short is no use to an admin
     for entry in story["timeline"]:
         table.add_row(entry["at"], entry["what"], entry["detail"])
     out.print(table)
@@ -71,6 +73,8 @@ def pending(as_json: JsonOpt = False) -> None:
         out.print("nothing pending: the CRM has every activity")
         return
     table = Table("id", "kind", "letter", "status", "attempts", "next attempt", "last error")
+    for column in table.columns:
+        column.overflow = "fold"
     for r in rows:
         table.add_row(
             str(r["id"]),
