@@ -82,7 +82,8 @@ def test_injection_corpus(name: str) -> None:
     assert len(rendered.subject) <= 60
     # Template syntax in data is shown, never run.
     assert "49" not in rendered.text.replace("98765", "")
-    assert "__subclasses__" not in rendered.text or "{{" in rendered.text
+    if name.startswith(("{{", "{%")):
+        assert name in rendered.text  # shown verbatim, so it cannot have been run
     # Markup in data is escaped in HTML and left as text in the plain part.
     assert "<script>" not in rendered.html and "<img" not in rendered.html
     if name.startswith("<script>"):
