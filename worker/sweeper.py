@@ -20,25 +20,25 @@ def claim_stale_inbox(
 ) -> list[int]:
     """Ids of pending rows last enqueued before `now - grace`, marked as enqueued now.
 
-    Each row is claimed with a conditional update, so two sweepers running at once do not
-    both re-enqueue it (and if they did, ingest would still run once).
+    Rows are claimed with a conditional update, so two sweepers running at once do not
+    both re-enqueue a row (and if they did, ingest would still run once).
     """
     cutoff = now - grace
     stale = or_(InboxItem.enqueued_at.is_(None), InboxItem.enqueued_at < cutoff)
-    claimed: list[int] = []
+    due = (InboxItem.status == InboxStatus.PENDING, stale)
     with session_factory.begin() as session:
-        ids = session.scalars(
-            select(InboxItem.id)
-            .where(InboxItem.status == InboxStatus.PENDING, stale)
-            .order_by(InboxItem.id)
-            .limit(limit)
-        ).all()
-        for inbox_id in ids:
-            result = session.execute(
+        ids = list(
+            session.scalars(select(InboxItem.id).where(*due).order_by(InboxItem.id).limit(limit))
+        )
+        if not ids:
+            return []
+        # One conditional UPDATE … RETURNING, as for due letters: only rows still pending
+        # and stale are claimed, whatever another sweeper did meanwhile.
+        return sorted(
+            session.scalars(
                 update(InboxItem)
-                .where(InboxItem.id == inbox_id, InboxItem.status == InboxStatus.PENDING, stale)
+                .where(InboxItem.id.in_(ids), *due)
                 .values(enqueued_at=now, enqueue_count=InboxItem.enqueue_count + 1)
-            )
-            if getattr(result, "rowcount", 0) == 1:
-                claimed.append(inbox_id)
-    return claimed
+                .returning(InboxItem.id)
+            ).all()
+        )
