@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import threading
-import uuid
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import httpx
 import typer
 
-from worker.cli_common import err, fail, out, read_event_file
+from worker.cli_common import err, fail, out
 from worker.cli_common import settings_or_exit as _settings
+from worker.cli_events import event_app, events_app
 from worker.cli_letters import crm_app, letters_app, stats_command
+from worker.cli_preview import preview, templates_app
 from worker.cli_rules import rules_app
+from worker.cli_suppressions import suppressions_app
 from worker.settings import Settings, redact_url
 
 if TYPE_CHECKING:
@@ -30,13 +28,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-event_app = typer.Typer(help="Send events to a running Thankly.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(event_app, name="event")
+app.add_typer(events_app, name="events")
 app.add_typer(rules_app, name="rules")
 app.add_typer(letters_app, name="letters")
 app.add_typer(crm_app, name="crm")
+app.add_typer(templates_app, name="templates")
+app.add_typer(suppressions_app, name="suppressions")
 app.command("stats")(stats_command)
+app.command("preview")(preview)
 
 
 HostOpt = Annotated[str, typer.Option("--host", help="Interface to listen on.")]
@@ -216,123 +217,6 @@ def scheduler() -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     logging.getLogger(__name__).info("scheduler started")
     loop.run_forever(runtime, stop)
-
-
-def _event_body(file: Path | None, event_type: str | None, email: str | None) -> bytes:
-    if file is not None:
-        if event_type or email:
-            fail("give either FILE or --type/--email, not both", 2)
-        try:
-            body = file.read_bytes()
-        except OSError as exc:
-            fail(f"cannot read {file}: {exc.strerror}", 2)
-        try:
-            json.loads(body)
-        except ValueError as exc:
-            fail(f"{file} is not valid JSON: {exc}", 2)
-        return body
-    if not (event_type and email):
-        fail("give an event FILE, or both --type and --email", 2)
-    document = {
-        "type": event_type,
-        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        "data": {"contact": {"email": email}},
-    }
-    return json.dumps(document).encode()
-
-
-@event_app.command("send")
-def event_send(
-    file: Annotated[Path | None, typer.Argument(help="Event JSON file (generic format).")] = None,
-    event_type: Annotated[str | None, typer.Option("--type", help="Event type.")] = None,
-    email: Annotated[str | None, typer.Option("--email", help="Contact email.")] = None,
-    url: Annotated[
-        str | None, typer.Option("--url", help="Webhook URL [default: PUBLIC_URL/webhooks/generic]")
-    ] = None,
-    event_id: Annotated[
-        str | None, typer.Option("--id", help="webhook-id; reuse one to test redelivery.")
-    ] = None,
-) -> None:
-    """Sign an event with the webhook secret and post it, as a CRM would."""
-    from worker.secrets_store import MissingSecretError, webhook_secrets
-    from worker.signatures import signed_headers
-
-    settings = _settings()
-    body = _event_body(file, event_type, email)
-    try:
-        secret = webhook_secrets(settings)[0]
-    except MissingSecretError as exc:
-        fail(str(exc), 2)
-    msg_id = event_id or f"evt_{uuid.uuid4().hex}"
-    headers = signed_headers(secret, msg_id, int(datetime.now(UTC).timestamp()), body)
-    headers["content-type"] = "application/json"
-    target = url or f"{settings.public_url}/webhooks/generic"
-    try:
-        response = httpx.post(target, content=body, headers=headers, timeout=15)
-    except httpx.HTTPError as exc:
-        fail(f"cannot reach {target}: {exc} (is `thankly run` running?)")
-    try:
-        answer = response.json()
-    except ValueError:
-        answer = {"body": response.text[:500]}
-    if response.status_code >= 300:
-        detail = answer.get("error", answer)
-        problems = answer.get("problems") or []
-        lines = "".join(f"\n  {p['field']}: {p['message']}" for p in problems)
-        fail(f"{response.status_code} from {target}: {detail}{lines}")
-    out.print(f"{response.status_code} {answer.get('status')} {msg_id}", highlight=False)
-
-
-@app.command()
-def preview(
-    letter: Annotated[str, typer.Argument(help="Letter name, e.g. deal_closed.")],
-    locale: Annotated[str | None, typer.Option(help="Locale [default: the rules' default]")] = None,
-    event: Annotated[
-        Path | None, typer.Option("--event", help="Event JSON to fill the letter from.")
-    ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="text, html or eml.")] = "text",
-) -> None:
-    """Render a letter without sending it (HTML goes to a file you can open)."""
-    from worker.catalogue import Catalogue
-    from worker.letters import Renderer, RenderError
-    from worker.preview import preview as render_preview
-    from worker.rules import RulesError, RulesStore
-
-    if fmt not in {"text", "html", "eml"}:
-        fail("--format must be text, html or eml", 2)
-    settings = _settings()
-    catalogue = Catalogue.scan(settings.templates_dir)
-    if not catalogue.has(letter):
-        fail(
-            f"no letter {letter!r} in {settings.templates_dir}; "
-            f"known: {', '.join(sorted(catalogue.letters)) or 'none'}",
-            2,
-        )
-    try:
-        defaults = RulesStore(settings.rules_file, settings.templates_dir).get().defaults
-        default_locale, default_zone = defaults.locale, defaults.timezone
-    except RulesError:
-        default_locale, default_zone = "en", "UTC"
-    wanted = locale or default_locale
-    chosen = catalogue.resolve_locale(letter, wanted, default_locale)
-    if locale and chosen != locale.lower():
-        err.print(f"note: no {letter} in {locale!r}; showing {chosen!r}")
-    parsed = read_event_file(event) if event is not None else None
-    try:
-        rendered, message = render_preview(
-            settings, Renderer(settings.templates_dir), letter, chosen, parsed, default_zone
-        )
-    except RenderError as exc:
-        fail(f"cannot render: {exc}")
-    if fmt == "text":
-        out.print(f"Subject: {rendered.subject}\n\n{rendered.text}", markup=False)
-    elif fmt == "eml":
-        sys.stdout.write(message.as_string())
-    else:
-        target = settings.var_dir / "preview" / f"{letter}.{chosen}.html"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(rendered.html, encoding="utf-8")
-        out.print(f"wrote {target.resolve()} (open it in a browser)")
 
 
 def main() -> None:
