@@ -89,6 +89,9 @@ class Event(Base):
     deal_id: Mapped[str | None] = mapped_column(String(255))
     payload: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # What each rule listening to this event decided, in rule order, written at ingest:
+    # [{"rule", "outcome", "reason", "letter_id"}]. None for events from before 0005.
+    decisions: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonDoc)
 
 
 class LetterStatus:
@@ -225,15 +228,20 @@ class CrmActivity(Base):
 
 
 class AuditEntry(Base):
-    """Who did what to which letter, when and why (replay, cancel, send-now)."""
+    """Who did what to which letter or address, when and why (replay, cancel, send-now,
+    suppressing and lifting a suppression)."""
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_letter_id", "letter_id"),)
+    __table_args__ = (
+        Index("ix_audit_log_letter_id", "letter_id"),
+        Index("ix_audit_log_email", "email"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     actor: Mapped[str] = mapped_column(String(128))
     action: Mapped[str] = mapped_column(String(32))
-    letter_id: Mapped[int] = mapped_column(ForeignKey("letters.id"))
+    letter_id: Mapped[int | None] = mapped_column(ForeignKey("letters.id"))
+    email: Mapped[str | None] = mapped_column(String(320))  # for entries about an address
     reason: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
