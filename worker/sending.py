@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -52,6 +54,46 @@ class Delivery:
 
 def unsubscribe_url(settings: Settings, secret_key: str, letter_id: int) -> str:
     return f"{settings.public_url}/u/{unsubscribe_token(secret_key, letter_id)}"
+
+
+def render_letter(d: Delivery, letter: Letter, payload: dict[str, Any]) -> Rendered:
+    """What the letter says: the current template over its stored event, or, for a
+    --reuse-rendered replay, what was rendered before. Raises RenderError.
+    (Also what `thankly letters preview` shows.)"""
+    if letter.reuse_rendered and letter.rendered:
+        # An admin replayed it with --reuse-rendered: the exact letter as rendered before.
+        return Rendered(**letter.rendered)
+    contact = payload["data"].get("contact") or {}
+    context = build_context(
+        payload,
+        letter.locale,
+        contact.get("timezone") or d.default_timezone(),
+        next_step_url=d.settings.next_step_url,
+        unsubscribe_url=unsubscribe_url(d.settings, d.secret_key, letter.id),
+    )
+    return d.renderer.render(letter.letter, letter.locale, context)
+
+
+def letter_message(
+    d: Delivery, letter: Letter, payload: dict[str, Any], rendered: Rendered, now: datetime
+) -> EmailMessage:
+    """The message as it goes out: tracked links, open pixel, headers from the stored event."""
+    owner = payload["data"].get("owner") or {}
+    unsubscribe = unsubscribe_url(d.settings, d.secret_key, letter.id)
+    # Links go through /t/c/ and a pixel reports opens; the plain-text part stays plain.
+    html = instrument_html(
+        rendered.html, letter.id, d.secret_key, d.settings.public_url, keep=unsubscribe
+    )
+    return build_message(
+        rendered=replace(rendered, html=html),
+        mail_from=d.settings.mail_from,
+        to=letter.contact_email,
+        message_id=letter.message_id,
+        date=now,
+        owner_name=owner.get("name"),
+        owner_email=owner.get("email"),
+        unsubscribe_url=unsubscribe,
+    )
 
 
 def _finish(
@@ -122,22 +164,8 @@ def send_letter(d: Delivery, letter_id: int) -> str:
             )
             return "suppressed"
 
-    contact = payload["data"].get("contact") or {}
-    owner = payload["data"].get("owner") or {}
-    unsubscribe = unsubscribe_url(d.settings, d.secret_key, letter_id)
     try:
-        if letter.reuse_rendered and letter.rendered:
-            # An admin replayed it with --reuse-rendered: the exact letter as rendered before.
-            rendered = Rendered(**letter.rendered)
-        else:
-            context = build_context(
-                payload,
-                letter.locale,
-                contact.get("timezone") or d.default_timezone(),
-                next_step_url=d.settings.next_step_url,
-                unsubscribe_url=unsubscribe,
-            )
-            rendered = d.renderer.render(letter.letter, letter.locale, context)
+        rendered = render_letter(d, letter, payload)
         with d.session_factory.begin() as session:
             session.execute(
                 update(Letter)
@@ -158,20 +186,7 @@ def send_letter(d: Delivery, letter_id: int) -> str:
         log.error("letter #%s cannot be rendered: %s", letter_id, exc)
         return "failed"
 
-    # Links go through /t/c/ and a pixel reports opens; the plain-text part stays plain.
-    html = instrument_html(
-        rendered.html, letter_id, d.secret_key, d.settings.public_url, keep=unsubscribe
-    )
-    message = build_message(
-        rendered=replace(rendered, html=html),
-        mail_from=d.settings.mail_from,
-        to=letter.contact_email,
-        message_id=letter.message_id,
-        date=now,
-        owner_name=owner.get("name"),
-        owner_email=owner.get("email"),
-        unsubscribe_url=unsubscribe,
-    )
+    message = letter_message(d, letter, payload, rendered, now)
     envelope_from = message["From"].addresses[0].addr_spec
 
     def attempt() -> None:
