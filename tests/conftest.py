@@ -41,7 +41,7 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OLD_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 NOW = datetime(2026, 11, 20, 10, 5, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT.parent / "shared" / "samples"
+SAMPLES = ROOT / "examples" / "events"
 RULES_FILE = ROOT / "config" / "rules.yaml"
 TEMPLATES = ROOT / "templates"
 

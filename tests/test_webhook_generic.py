@@ -52,7 +52,7 @@ def test_the_old_secret_still_works_during_rotation(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("path", sorted(SAMPLES.glob("*.json")), ids=lambda p: p.name)
-def test_shared_samples_are_accepted_byte_for_byte(client: TestClient, path: object) -> None:
+def test_example_events_are_accepted_byte_for_byte(client: TestClient, path: object) -> None:
     raw = path.read_bytes()  # type: ignore[attr-defined]
     body, headers = signed(raw, SECRET, NOW, f"evt_{path.name}")  # type: ignore[attr-defined]
     assert client.post(URL, content=body, headers=headers).status_code == 202
