@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -22,11 +23,12 @@ from worker import scheduler
 from worker.clock import FixedClock
 from worker.http.app import create_app
 from worker.mail.senders import MemorySender
-from worker.models import Click, CrmActivity, LetterStatus, Open, Suppression
+from worker.models import AuditEntry, Click, CrmActivity, LetterStatus, Open, Suppression
 from worker.runtime import Runtime
 from worker.sending import send_letter
 from worker.tokens import make_token, read_token
 from worker.tracking import PIXEL_GIF, classify_open, click_token
+from worker.unsubscribe_texts import texts_for
 
 SECRET_KEY = "test-secret-key"  # make_settings' THANKLY_SECRET_KEY
 FEEDBACK: dict[str, Any] = json.loads((SAMPLES / "feedback_logged.de.json").read_text())
@@ -235,7 +237,7 @@ def test_one_click_post_unsubscribes_at_once_and_idempotently(
             content="List-Unsubscribe=One-Click",
             headers={"content-type": "application/x-www-form-urlencoded"},
         )
-        assert response.status_code == 200 and "unsubscribed" in response.text
+        assert response.status_code == 200 and "Sie sind abgemeldet" in response.text
         assert "set-cookie" not in response.headers and "location" not in response.headers
     assert count(runtime, Suppression) == 1
     statuses = {letter.id: letter.status for letter in all_letters(runtime)}
@@ -286,3 +288,115 @@ def test_letters_show_tells_the_whole_story(
     assert text.exit_code == 0 and "opens: 1 human, 1 machine; clicks: 1" in text.stdout
     missing = CliRunner().invoke(app, ["letters", "show", "999"])
     assert missing.exit_code == 1 and "no letter #999" in missing.stderr
+
+
+# --- the unsubscribe page and the plain-text link speak the letter's language ------------
+
+# Native wording each locale must show (written out here, not read from the module, so a
+# swapped or missing translation fails): (confirm question, page after POST, text footer).
+NATIVE = {
+    "en": ("Stop receiving thank-you letters", "You are unsubscribed", "Unsubscribe: "),
+    "ru": ("Больше не присылать благодарственные письма", "Вы отписались", "Отписаться: "),
+    "de": ("keine Dankesschreiben mehr erhalten", "Sie sind abgemeldet", "Hier abmelden: "),
+    "pl": ("nie chcesz już otrzymywać podziękowań", "Adres został wypisany", "Wypisz się: "),
+}
+
+
+def deliver(runtime: Runtime, clock: FixedClock, locale: str) -> tuple[int, EmailMessage]:
+    """The feedback letter in `locale`, really sent; (letter id, the message)."""
+    sender = MemorySender()
+    runtime.sender = sender
+    doc = json.loads(json.dumps(FEEDBACK))
+    doc["data"]["contact"]["locale"] = locale
+    [letter] = ingest_doc(runtime, doc, f"evt_{locale}")
+    assert letter.locale == locale
+    clock.set(letter.due_at)
+    scheduler.tick(runtime)
+    assert send_letter(runtime.delivery(), letter.id) == "sent"
+    return letter.id, sender.sent[0]
+
+
+def text_of(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+@pytest.mark.parametrize("locale", sorted(NATIVE))
+def test_the_unsubscribe_pages_speak_the_letters_language(
+    runtime: Runtime, clock: FixedClock, locale: str
+) -> None:
+    question, done, _ = NATIVE[locale]
+    others = [q for other, (q, d, _) in NATIVE.items() if other != locale]
+    _, message = deliver(runtime, clock, locale)
+    path = path_of(message["List-Unsubscribe"].strip("<>"))
+    with TestClient(create_app(runtime)) as client:
+        page = client.get(path)
+        assert page.status_code == 200 and f'<html lang="{locale}">' in page.text
+        assert question in page.text and not any(q in page.text for q in others)
+        after = client.post(path)
+    assert after.status_code == 200 and f'<html lang="{locale}">' in after.text
+    assert done in after.text
+
+
+@pytest.mark.parametrize("locale", sorted(NATIVE))
+def test_the_plain_text_part_ends_with_a_working_unsubscribe_link(
+    runtime: Runtime, clock: FixedClock, locale: str
+) -> None:
+    _, _, footer = NATIVE[locale]
+    letter_id, message = deliver(runtime, clock, locale)
+    link = message["List-Unsubscribe"].strip("<>")
+    text = text_of(message)
+    # After the signature (the deal owner's name), in the letter's language, the same URL.
+    assert text.rstrip().endswith(footer + link)
+    assert text.index("Jonas Weber") < text.index(link)
+    with TestClient(create_app(runtime)) as client:
+        assert client.post(path_of(link)).status_code == 200
+    with runtime.session_factory() as session:
+        assert list(session.scalars(select(Suppression.email))) == ["k.mueller@example.de"]
+        entry = session.scalars(select(AuditEntry)).one()  # a link unsubscribe is audited
+    assert (entry.action, entry.email, entry.letter_id) == (
+        "suppress",
+        "k.mueller@example.de",
+        letter_id,
+    )
+    assert entry.actor == "recipient (unsubscribe link)"
+
+
+def test_a_template_that_shows_the_link_itself_gets_no_second_one() -> None:
+    from worker.letters import Rendered
+    from worker.mail.message import build_message
+
+    url = "https://t.example/u/tok"
+    message = build_message(
+        rendered=Rendered("Hi", f"Hallo\n\nAbmelden: {url}\n", "<p>Hallo</p>", "de"),
+        mail_from="T <t@shop.example>",
+        to="a@example.org",
+        message_id="<m1@shop.example>",
+        date=NOW,
+        unsubscribe_url=url,
+    )
+    assert text_of(message).count(url) == 1
+
+
+@pytest.mark.parametrize(
+    ("locale", "expected"),
+    [("ru-RU", "ru"), ("pl_PL", "pl"), ("DE", "de"), ("fr-CA", "en"), (None, "en"), ("", "en")],
+)
+def test_page_texts_match_locales_like_letter_folders(locale: str | None, expected: str) -> None:
+    assert texts_for(locale).lang == expected
+
+
+def test_page_texts_are_escaped(
+    sent: tuple[TestClient, int, EmailMessage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worker import unsubscribe_texts
+
+    client, _, message = sent
+    hostile = dataclasses.replace(
+        unsubscribe_texts.TEXTS["de"], confirm_title="<script>x</script>", button='"><b>'
+    )
+    monkeypatch.setitem(unsubscribe_texts.TEXTS, "de", hostile)
+    page = client.get(path_of(message["List-Unsubscribe"].strip("<>"))).text
+    assert "<script>" not in page and '"><b>' not in page
+    assert "&lt;script&gt;x&lt;/script&gt;" in page

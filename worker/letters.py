@@ -41,6 +41,9 @@ class Rendered:
     subject: str
     text: str
     html: str
+    # The letter folder's locale: the message's footer speaks the letter's language.
+    # None for renderings stored before it was kept (they get the English footer).
+    locale: str | None = None
 
 
 def _babel_locale(locale: str) -> Locale:
@@ -127,7 +130,7 @@ class Renderer:
             raise RenderError(f"{self._where(exc, base)}: {type(exc).__name__}: {exc}") from None
         # Optional paragraphs that rendered empty leave blank runs; fold them to one.
         text = _BLANK_RUNS.sub("\n\n", text).strip() + "\n"
-        return Rendered(subject, text, _INLINER.inline(html))
+        return Rendered(subject, text, _INLINER.inline(html), locale)
 
     def _where(self, exc: TemplateError, fallback: str) -> str:
         """`letter/locale/file:line` of the failing template line, for ops staff."""

@@ -13,18 +13,20 @@ import json
 import re
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.crm.activities import record
-from worker.models import Click, Letter, LetterStatus, Open, Suppression
+from worker.models import Click, Letter, Open
+from worker.suppressions import ADDED, audit, suppress
 from worker.tokens import make_token, read_token
 
 PIXEL_GIF = (
     b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00"
     b"\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
 )
+
+LINK_ACTOR = "recipient (unsubscribe link)"  # the audit log's actor for link unsubscribes
 
 # (substring of the user agent, why it is a machine)
 MACHINE_AGENTS = (
@@ -180,26 +182,26 @@ def record_click(
         return True
 
 
-def unsubscribe(factory: sessionmaker[Session], letter_id: int, now: datetime) -> str | None:
-    """Suppress the letter's address at once. Idempotent. Returns the address."""
+def letter_locale(factory: sessionmaker[Session], letter_id: int) -> str | None:
+    """The letter's locale, for pages that must speak it; None when there is no letter."""
+    with factory() as session:
+        return session.scalar(select(Letter.locale).where(Letter.id == letter_id))
+
+
+def unsubscribe(
+    factory: sessionmaker[Session], letter_id: int, now: datetime
+) -> tuple[str, str] | None:
+    """Suppress the letter's address at once. Idempotent. Returns (address, the letter's
+    locale), None when there is no such letter."""
     with factory.begin() as session:
         letter = session.get(Letter, letter_id)
         if letter is None:
             return None
         email = letter.contact_email
-        try:
-            with session.begin_nested():
-                session.add(Suppression(email=email, reason="unsubscribed (link)", created_at=now))
-        except IntegrityError:
-            pass  # already suppressed: a second click changes nothing
-        session.execute(
-            update(Letter)
-            .where(
-                Letter.contact_email == email,
-                Letter.status.in_((LetterStatus.SCHEDULED, LetterStatus.QUEUED)),
-            )
-            .values(status=LetterStatus.SUPPRESSED, status_reason="unsubscribed", updated_at=now)
-        )
+        added, ids = suppress(session, email, "unsubscribed (link)", now)
+        if added:
+            details = {"via": "one-click link", "suppressed_letters": ids}
+            audit(session, now, LINK_ACTOR, ADDED, email, None, details, letter_id=letter.id)
         record(
             session,
             letter,
@@ -208,4 +210,4 @@ def unsubscribe(factory: sessionmaker[Session], letter_id: int, now: datetime) -
             now,
             {"via": "one-click link"},
         )
-        return email
+        return email, letter.locale

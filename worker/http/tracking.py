@@ -3,14 +3,14 @@
 The pixel always answers 200 with a GIF, whatever the token, so it leaks nothing and
 never shows a broken image. A click token that does not verify is a 404: Thankly never
 redirects anywhere it did not sign. Unsubscribing takes a POST (RFC 8058); a GET only
-shows the button, because link scanners follow every GET in a letter.
+shows the button, because link scanners follow every GET in a letter. Both pages speak
+the letter's language (worker/unsubscribe_texts.py).
 """
 
 from __future__ import annotations
 
 import html
 import logging
-from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -19,12 +19,14 @@ from starlette.concurrency import run_in_threadpool
 from worker.runtime import Runtime
 from worker.tracking import (
     PIXEL_GIF,
+    letter_locale,
     read_click,
     read_letter_id,
     record_click,
     record_open,
     unsubscribe,
 )
+from worker.unsubscribe_texts import DEFAULT, UnsubscribeTexts, texts_for
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -86,7 +88,7 @@ async def click(token: str, request: Request) -> Response:
     return RedirectResponse(url, status_code=302, headers=NO_STORE)
 
 
-PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8">
+PAGE = """<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>
 <style>body{{font-family:Helvetica,Arial,sans-serif;max-width:480px;margin:48px auto;
 padding:0 16px;color:#222}}button{{font-size:17px;padding:12px 22px;border:0;
@@ -94,20 +96,45 @@ border-radius:6px;background:#1f5f8b;color:#fff;cursor:pointer}}</style></head>
 <body><h1>{title}</h1>{body}</body></html>"""
 
 
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(PAGE.format(title=title, body=body), status_code=status, headers=NO_STORE)
+def _page(texts: UnsubscribeTexts, title: str, body: str, status: int = 200) -> HTMLResponse:
+    """`body` is markup built here; every text in it and `title` are escaped by the caller
+    or here, so an edited translation cannot inject markup."""
+    page = PAGE.format(lang=html.escape(texts.lang), title=html.escape(title), body=body)
+    return HTMLResponse(page, status_code=status, headers=NO_STORE)
+
+
+def _invalid(texts: UnsubscribeTexts = DEFAULT) -> HTMLResponse:
+    return _page(texts, texts.invalid_title, f"<p>{html.escape(texts.invalid_body)}</p>", 404)
+
+
+async def _locale(runtime: Runtime, letter_id: int) -> tuple[bool, str | None]:
+    """(the letter exists, its locale). A database that does not answer still gets the
+    reader a page with the button, in English; the POST will say what happened."""
+    try:
+        locale = await run_in_threadpool(letter_locale, runtime.session_factory, letter_id)
+    except Exception:
+        log.exception("could not look up letter #%s for its unsubscribe page", letter_id)
+        return True, None
+    return locale is not None, locale
 
 
 @router.get("/u/{token}", response_class=HTMLResponse)
 async def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
-    if read_letter_id(request.app.state.secret_key, "unsubscribe", token) is None:
-        return _page("Link not valid", "<p>This unsubscribe link is not valid.</p>", 404)
+    runtime: Runtime = request.app.state.runtime
+    letter_id = read_letter_id(request.app.state.secret_key, "unsubscribe", token)
+    if letter_id is None:
+        return _invalid()
+    exists, locale = await _locale(runtime, letter_id)
+    if not exists:
+        return _invalid()
+    texts = texts_for(locale)
     action = html.escape(f"/u/{token}")
     return _page(
-        "Unsubscribe",
-        "<p>Stop receiving thank-you letters at this address?</p>"
-        f'<form method="post" action="{action}"><button type="submit">Unsubscribe</button>'
-        "</form>",
+        texts,
+        texts.confirm_title,
+        f"<p>{html.escape(texts.confirm_question)}</p>"
+        f'<form method="post" action="{action}">'
+        f'<button type="submit">{html.escape(texts.button)}</button></form>',
     )
 
 
@@ -117,10 +144,11 @@ async def unsubscribe_now(token: str, request: Request) -> HTMLResponse:
     runtime: Runtime = request.app.state.runtime
     letter_id = read_letter_id(request.app.state.secret_key, "unsubscribe", token)
     if letter_id is None:
-        return _page("Link not valid", "<p>This unsubscribe link is not valid.</p>", 404)
-    email: Any = await run_in_threadpool(
+        return _invalid()
+    done = await run_in_threadpool(
         unsubscribe, runtime.session_factory, letter_id, runtime.clock.now()
     )
-    if email is None:
-        return _page("Link not valid", "<p>This unsubscribe link is not valid.</p>", 404)
-    return _page("You are unsubscribed", "<p>You will not receive these letters any more.</p>")
+    if done is None:
+        return _invalid()
+    texts = texts_for(done[1])
+    return _page(texts, texts.done_title, f"<p>{html.escape(texts.done_body)}</p>")

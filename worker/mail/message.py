@@ -8,11 +8,21 @@ from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
 from worker.letters import Rendered, one_line
+from worker.unsubscribe_texts import text_footer
 
 
 def _address(display: str | None, email: str) -> Address:
     username, _, domain = email.rpartition("@")
     return Address(display_name=one_line(display or ""), username=username, domain=domain)
+
+
+def _with_unsubscribe(text: str, locale: str | None, url: str | None) -> str:
+    """The plain-text part ends with the List-Unsubscribe link, after the signature, in the
+    letter's language: added here once for every letter rather than in each body.txt (a
+    template that already shows the link is left alone)."""
+    if not url or url in text:
+        return text
+    return f"{text.rstrip()}\n\n{text_footer(locale, url)}\n"
 
 
 def build_message(
@@ -40,6 +50,6 @@ def build_message(
     if unsubscribe_url:
         msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"  # RFC 8058
-    msg.set_content(rendered.text)
+    msg.set_content(_with_unsubscribe(rendered.text, rendered.locale, unsubscribe_url))
     msg.add_alternative(rendered.html, subtype="html")
     return msg

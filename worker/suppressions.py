@@ -1,0 +1,231 @@
+"""The suppression list: addresses that get no letters, and lifting that, audited.
+
+An address lands here from a `contact.unsubscribed` event, the one-click link in a letter,
+or an operator (`thankly suppressions add`, `POST /admin/suppressions`). Either way its
+pending letters become `suppressed` in the same transaction. Lifting a suppression lets
+later events plan letters again; letters already `suppressed` stay so (they were meant
+for a moment that has passed, and replay refuses them).
+
+A manual add does not tell the CRM: CRM activities describe what happened to a letter
+(the envelope names the letter and its Message-ID), and an operator adding an address by
+hand is usually acting on a request the CRM or a person already holds. Reporting it as
+`contact.unsubscribed` would claim the recipient clicked. The audit log records it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.models import AuditEntry, Event, Letter, LetterStatus, Suppression
+from worker.planning import PENDING
+
+REASON_COLUMN = 64  # suppressions.reason; the audit log keeps the full text
+ADDED, LIFTED = "suppress", "unsuppress"
+
+
+class SuppressionError(Exception):
+    """A one-line reason an operation was refused (bad address, not on the list)."""
+
+
+class NotSuppressed(SuppressionError):
+    pass
+
+
+def normalise_email(text: str) -> str:
+    """Lowercase, as the suppression table and letters store addresses, or refuse."""
+    try:
+        return validate_email(text.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise SuppressionError(f"{text!r} is not a valid email address: {exc}") from None
+
+
+def _short(reason: str) -> str:
+    return reason if len(reason) <= REASON_COLUMN else reason[: REASON_COLUMN - 1] + "…"
+
+
+def suppress(
+    session: Session,
+    email: str,
+    reason: str,
+    now: datetime,
+    *,
+    event_id: int | None = None,
+    letter_reason: str = "unsubscribed",
+) -> tuple[bool, list[int]]:
+    """Put a normalised address on the list (a no-op if it is there) and suppress its
+    scheduled and queued letters. Returns (newly added, ids of letters suppressed now)."""
+    added = True
+    try:
+        with session.begin_nested():
+            session.add(
+                Suppression(email=email, reason=_short(reason), created_at=now, event_id=event_id)
+            )
+    except IntegrityError:
+        added = False  # already suppressed: a second unsubscribe changes nothing
+    ids = session.scalars(
+        update(Letter)
+        .where(Letter.contact_email == email, Letter.status.in_(PENDING))
+        .values(status=LetterStatus.SUPPRESSED, status_reason=letter_reason, updated_at=now)
+        .returning(Letter.id)
+    ).all()
+    return added, sorted(ids)
+
+
+def audit(
+    session: Session,
+    now: datetime,
+    actor: str,
+    action: str,
+    email: str,
+    reason: str | None,
+    details: dict[str, Any],
+    letter_id: int | None = None,
+) -> None:
+    session.add(
+        AuditEntry(
+            at=now,
+            actor=actor[:128],
+            action=action,
+            letter_id=letter_id,
+            email=email,
+            reason=reason,
+            details=details,
+        )
+    )
+
+
+# --- what operators call ---------------------------------------------------------------
+
+
+@dataclass
+class Added:
+    email: str
+    added: bool  # False: it was on the list already, nothing changed
+    since: datetime
+    reason: str
+    suppressed_letters: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "email": self.email,
+            "added": self.added,
+            "since": self.since.isoformat(),
+            "reason": self.reason,
+            "suppressed_letters": self.suppressed_letters,
+        }
+
+
+@dataclass
+class Lifted:
+    email: str
+    was_reason: str
+    since: datetime
+    letters_staying_suppressed: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "email": self.email,
+            "removed": True,
+            "was_reason": self.was_reason,
+            "since": self.since.isoformat(),
+            "letters_staying_suppressed": self.letters_staying_suppressed,
+        }
+
+
+def _reason(reason: str) -> str:
+    reason = reason.strip()
+    if not reason:
+        raise SuppressionError("give a reason: it goes to the audit log")
+    return reason
+
+
+def add(
+    factory: sessionmaker[Session], email: str, reason: str, now: datetime, *, actor: str
+) -> Added:
+    address, why = normalise_email(email), _reason(reason)
+    with factory.begin() as session:
+        added, ids = suppress(
+            session, address, why, now, letter_reason=f"suppressed by {actor}: {_short(why)}"
+        )
+        if added:
+            audit(session, now, actor, ADDED, address, why, {"suppressed_letters": ids})
+            return Added(address, True, now, _short(why), ids)
+        row = session.scalars(select(Suppression).where(Suppression.email == address)).one()
+        return Added(address, False, row.created_at, row.reason, ids)
+
+
+def remove(
+    factory: sessionmaker[Session], email: str, reason: str, now: datetime, *, actor: str
+) -> Lifted:
+    address, why = normalise_email(email), _reason(reason)
+    with factory.begin() as session:
+        row = session.scalars(select(Suppression).where(Suppression.email == address)).first()
+        if row is None:
+            raise NotSuppressed(f"{address} is not on the suppression list")
+        lifted = Lifted(address, row.reason, row.created_at, 0)
+        session.execute(delete(Suppression).where(Suppression.id == row.id))
+        lifted.letters_staying_suppressed = int(
+            session.scalar(
+                select(func.count())
+                .select_from(Letter)
+                .where(Letter.contact_email == address, Letter.status == LetterStatus.SUPPRESSED)
+            )
+            or 0
+        )
+        audit(
+            session,
+            now,
+            actor,
+            LIFTED,
+            address,
+            why,
+            {
+                "was_reason": row.reason,
+                "since": row.created_at.isoformat(),
+                "event_id": row.event_id,
+                "letters_staying_suppressed": lifted.letters_staying_suppressed,
+            },
+        )
+        return lifted
+
+
+def list_suppressions(
+    factory: sessionmaker[Session], contact: str | None = None
+) -> list[dict[str, Any]]:
+    """Newest first: address, reason, since, and by which event or actor."""
+    with factory() as session:
+        q = (
+            select(Suppression, Event.external_id)
+            .outerjoin(Event, Event.id == Suppression.event_id)
+            .order_by(Suppression.created_at.desc(), Suppression.id.desc())
+        )
+        if contact is not None:
+            q = q.where(Suppression.email == normalise_email(contact))
+        rows = session.execute(q).all()
+        # Who added each address by hand or by link: its newest `suppress` audit entry.
+        actors: dict[str, str] = {}
+        listed = select(Suppression.email)
+        if contact is not None:
+            listed = listed.where(Suppression.email == normalise_email(contact))
+        for email, actor in session.execute(
+            select(AuditEntry.email, AuditEntry.actor)
+            .where(AuditEntry.action == ADDED, AuditEntry.email.in_(listed))
+            .order_by(AuditEntry.id)
+        ):
+            actors[str(email)] = actor
+        return [
+            {
+                "email": row.email,
+                "reason": row.reason,
+                "since": row.created_at.isoformat(),
+                "by": f"event {external_id}" if external_id else actors.get(row.email),
+            }
+            for row, external_id in rows
+        ]
