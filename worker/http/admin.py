@@ -10,10 +10,10 @@ import hashlib
 import hmac
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
-from worker import admin
+from worker import admin, suppressions
 from worker.rules import RulesError
 from worker.runtime import Runtime
 from worker.timeline import letter_timeline
@@ -174,3 +174,67 @@ def stats(request: Request, actor: Actor, since: AwareDatetime | None = None) ->
 @router.get("/audit")
 def audit(request: Request, actor: Actor, letter_id: int | None = None) -> dict[str, Any]:
     return {"entries": admin.audit_log(_runtime(request).session_factory, letter_id)}
+
+
+# --- suppressions: who gets no letters (worker/suppressions.py) --------------------------
+
+
+class SuppressRequest(BaseModel):
+    email: str = Field(max_length=320)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class LiftRequest(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+@router.get("/suppressions")
+def list_suppressions(request: Request, actor: Actor, contact: str | None = None) -> dict[str, Any]:
+    """Suppressed addresses, newest first (as `thankly suppressions list --json`)."""
+    try:
+        rows = suppressions.list_suppressions(_runtime(request).session_factory, contact)
+    except suppressions.SuppressionError as exc:
+        raise HTTPException(422, f"contact: {exc}") from None
+    return {"suppressions": rows, "total": len(rows)}
+
+
+@router.post("/suppressions")
+def add_suppression(
+    body: SuppressRequest, request: Request, response: Response, actor: Actor
+) -> dict[str, Any]:
+    """201 when the address was added (its pending letters suppressed), 200 when it was
+    suppressed already. The CRM is not told: only a recipient's own unsubscribe is."""
+    runtime = _runtime(request)
+    try:
+        done = suppressions.add(
+            runtime.session_factory, body.email, body.reason, runtime.clock.now(), actor=actor
+        )
+    except suppressions.SuppressionError as exc:
+        raise HTTPException(422, str(exc)) from None
+    response.status_code = 201 if done.added else 200
+    return done.as_dict()
+
+
+@router.delete("/suppressions/{email}")
+def remove_suppression(
+    email: str,
+    request: Request,
+    actor: Actor,
+    reason: Annotated[str | None, Query(max_length=2000)] = None,
+    body: Annotated[LiftRequest | None, Body()] = None,
+) -> dict[str, Any]:
+    """Lift a suppression; the reason comes as `?reason=` or `{"reason": …}`. Letters
+    already suppressed stay suppressed. 404 when the address is not on the list."""
+    why = body.reason if body is not None else reason
+    if not why or not why.strip():
+        raise HTTPException(422, 'give a reason: ?reason=… or {"reason": "…"}')
+    runtime = _runtime(request)
+    try:
+        done = suppressions.remove(
+            runtime.session_factory, email, why, runtime.clock.now(), actor=actor
+        )
+    except suppressions.NotSuppressed as exc:
+        raise HTTPException(404, str(exc)) from None
+    except suppressions.SuppressionError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return done.as_dict()
