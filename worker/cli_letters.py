@@ -405,3 +405,14 @@ def stats_command(since: SinceOpt = None, as_json: JsonOpt = False) -> None:
             _rate(r["click_rate"]),
         )
     out.print(table)
+
+
+@letters_app.command("preview")
+def preview_letter(
+    letter_id: Annotated[int, typer.Argument(help="Letter id.")],
+    fmt: Annotated[str, typer.Option("--format", help="text, html or eml.")] = "text",
+) -> None:
+    """A stored letter exactly as it will be sent (or re-sent); sends and changes nothing."""
+    from worker.cli_preview import letter_preview
+
+    letter_preview(letter_id, fmt)

@@ -13,6 +13,7 @@ from worker.catalogue import Catalogue
 from worker.cli_common import err, out, parse_when, read_event_file
 from worker.cli_common import fail as _fail
 from worker.cli_common import settings_or_exit as _settings
+from worker.cli_preview import templates_report
 from worker.durations import format_duration
 from worker.rules import Rule, RulesError, RuleSet, load_rules
 from worker.settings import Settings
@@ -46,7 +47,8 @@ def check(
         Path | None, typer.Argument(help="Rules file [default: THANKLY_RULES_FILE]")
     ] = None,
 ) -> None:
-    """Validate a rules file; print one line per rule, or each problem with its line."""
+    """Validate a rules file, then its letters (as `templates check`); print one line per
+    rule, or each problem with its line."""
     settings = _settings()
     rules = _rules(settings, file)
     d = rules.defaults
@@ -64,6 +66,10 @@ def check(
     out.print(f"defaults: timezone {d.timezone}; locale {d.locale}; send {window}; cap {cap}")
     for rule in rules.rules:
         out.print(describe(rule))
+    # The rules name letters; a letter that cannot render fails at sending time, so a
+    # check of the rules is not passed while their letters have problems.
+    if not templates_report(settings, d.timezone):
+        raise typer.Exit(1)
 
 
 @rules_app.command("explain")
