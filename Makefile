@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest install dev constraints bench clean
+.PHONY: run test lint typecheck pytest install dev constraints bench schema clean
 
 run: $(VENV)/.installed
 	$(BIN)/thankly db upgrade
@@ -47,6 +47,12 @@ $(VENV)/.installed-dev: $(VENV)/bin/python pyproject.toml constraints.txt
 # Refresh the pinned versions after changing dependencies in pyproject.toml.
 constraints: $(VENV)/.installed-dev
 	$(BIN)/pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
+
+# The event's JSON Schema for CRM integrators, generated from the pydantic model; a test
+# fails when the checked-in file differs from what this writes.
+schema: $(VENV)/.installed
+	$(BIN)/thankly events schema > docs/event.schema.json.tmp
+	mv docs/event.schema.json.tmp docs/event.schema.json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -82,3 +82,12 @@ def event_send(
         lines = "".join(f"\n  {p['field']}: {p['message']}" for p in problems)
         fail(f"{response.status_code} from {target}: {detail}{lines}")
     out.print(f"{response.status_code} {answer.get('status')} {msg_id}", highlight=False)
+
+
+@events_app.command("schema")
+def events_schema() -> None:
+    """Print the JSON Schema of the generic event (`make schema` writes docs/event.schema.json)."""
+    from worker.event_schema import schema_text
+
+    # Plain stdout, not the Rich console: the output is a file's content, byte for byte.
+    typer.echo(schema_text(), nl=False)
