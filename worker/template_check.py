@@ -67,7 +67,14 @@ class Report:
     @property
     def summary(self) -> str:
         found = f"{len(self.problems)} problem(s)" if self.problems else "no problems"
-        return f"{self.letters} letters \N{MULTIPLICATION SIGN} {len(self.events)} events: {found}"
+        times = "\N{MULTIPLICATION SIGN}"
+        return (
+            f"{_count(self.letters, 'letter')} {times} {_count(len(self.events), 'event')}: {found}"
+        )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 class _PrintsNone(Exception):
