@@ -36,7 +36,7 @@ def list_suppressions(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Suppressed addresses, newest first: reason, since when (UTC), by which event or actor."""
+    """Suppressed addresses, newest first: reason, since, by which event or who."""
     from worker import suppressions
     from worker.cli_letters import _factory
 
@@ -61,8 +61,10 @@ def list_suppressions(
 
 @suppressions_app.command("add")
 def add(email: EmailArg, reason: ReasonOpt, as_json: JsonOpt = False) -> None:
-    """Send EMAIL no more letters; its scheduled letters become suppressed. The CRM is not
-    told (only a recipient's own unsubscribe is reported to it)."""
+    """Send EMAIL no more letters; its pending letters become suppressed.
+
+    The CRM is not told: only a recipient's own unsubscribe is reported to it.
+    """
     from worker import suppressions
     from worker.cli_letters import _actor, _factory
     from worker.clock import SystemClock
@@ -87,8 +89,10 @@ def add(email: EmailArg, reason: ReasonOpt, as_json: JsonOpt = False) -> None:
 
 @suppressions_app.command("remove")
 def remove(email: EmailArg, reason: ReasonOpt, as_json: JsonOpt = False) -> None:
-    """Lift the suppression of EMAIL: later events plan letters for it again. Letters
-    already suppressed stay suppressed."""
+    """Lift the suppression of EMAIL: later events plan letters for it again.
+
+    Letters already suppressed stay suppressed.
+    """
     from worker import suppressions
     from worker.cli_letters import _actor, _factory
     from worker.clock import SystemClock
