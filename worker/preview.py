@@ -82,7 +82,8 @@ def choose(settings: Settings, letter: str, event: GenericEvent, override: str |
     locale = Catalogue.scan(settings.templates_dir).resolve_locale(
         letter, wanted, rules.defaults.locale
     )
-    if wanted and normalise_locale(wanted) != locale:
+    # ru-RU → ru is the normal path; only a fallback to the default is worth a note.
+    if wanted and locale not in (normalise_locale(wanted), normalise_locale(wanted).split("-")[0]):
         whose = "" if override else "the contact's locale "
         notes.append(f"no {letter} in {whose}{wanted!r}; showing {locale!r}")
     return Choice(locale, contact_timezone(event, rules), notes)
