@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import re
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, make_settings
 from tests.helpers import all_letters, ingest_doc
 from worker.catalogue import Catalogue
+from worker.clock import FixedClock
 from worker.events import LETTER_EVENT_TYPES, validate_event
 from worker.explain import explain
-from worker.models import LetterStatus, Suppression
-from worker.runtime import Runtime
+from worker.models import Letter, LetterStatus, Suppression
+from worker.queue import RecordingDispatcher
+from worker.runtime import Runtime, build_runtime
 
 RU_DEAL: dict[str, Any] = json.loads((SAMPLES / "deal_closed.ru.json").read_text())
 DE_FEEDBACK: dict[str, Any] = json.loads((SAMPLES / "feedback_logged.de.json").read_text())
@@ -150,7 +154,10 @@ def test_unsubscribe_suppresses_pending_and_future_letters(runtime: Runtime) -> 
     with runtime.session_factory() as session:
         assert session.scalar(select(func.count()).select_from(Suppression)) == 1
     [later] = ingest_doc(runtime, deal(data__deal__id="d-2"), "evt_4")
-    assert (later.status, later.status_reason) == (LetterStatus.SUPPRESSED, "unsubscribed")
+    assert (later.status, later.status_reason) == (
+        LetterStatus.SUPPRESSED,
+        "unsubscribed on 2026-11-20",  # the day the suppression was stored (the clock's)
+    )
 
 
 def test_frequency_cap_suppresses_the_second_letter_in_a_week(runtime: Runtime) -> None:
@@ -160,8 +167,9 @@ def test_frequency_cap_suppresses_the_second_letter_in_a_week(runtime: Runtime) 
     [second] = ingest_doc(runtime, again, "evt_2")
     assert first.status == LetterStatus.SCHEDULED
     assert second.status == LetterStatus.SUPPRESSED
-    assert (
-        second.status_reason == f"frequency cap: at most 1 per 7d (letter #{first.id} is within 7d)"
+    assert second.status_reason == (
+        f"frequency cap: at most 1 per 7d (letter #{first.id}, due "
+        f"{first.due_at:%Y-%m-%d %H:%M} UTC, is within 7d)"
     )
     later = copy.deepcopy(DE_FEEDBACK)
     later["timestamp"] = "2026-12-02T09:00:00Z"
@@ -215,3 +223,207 @@ def test_a_contact_without_a_time_zone_gets_the_default_one(runtime: Runtime) ->
     assert letter.due_at.astimezone(ZoneInfo("Europe/Berlin")).isoformat() == (
         "2026-11-18T09:00:00+01:00"  # moved to the window's opening
     )
+
+
+# --- what each rule decided, and the log saying why no letter ---------------------------
+
+
+def decisions_of(runtime: Runtime, external_id: str) -> list[dict[str, Any]] | None:
+    from worker.models import Event
+
+    with runtime.session_factory() as session:
+        event = session.scalars(select(Event).where(Event.external_id == external_id)).one()
+        return event.decisions
+
+
+@pytest.mark.parametrize(
+    ("amount", "why"),
+    [
+        (None, "condition not met: deal.amount is missing"),
+        ("50", "condition not met: deal.amount is 50, needs gte 100"),
+    ],
+)
+def test_a_deal_below_the_condition_logs_and_records_why_there_is_no_letter(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture, amount: str | None, why: str
+) -> None:
+    doc = deal(data__deal__amount=amount)
+    if amount is None:
+        del doc["data"]["deal"]["amount"]
+    with caplog.at_level(logging.INFO, logger="worker.planning"):
+        assert ingest_doc(runtime, doc, "evt_small") == []
+    assert decisions_of(runtime, "evt_small") == [
+        {"rule": "deal-closed-thanks", "outcome": "no letter", "reason": why, "letter_id": None}
+    ]
+    [line] = [r for r in caplog.records if r.getMessage().startswith("no letter:")]
+    assert line.levelno == logging.INFO
+    assert line.getMessage() == (
+        f"no letter: deal-closed-thanks: {why} (event evt_small to a***@example.org)"
+    )
+    assert "anna.ivanova@example.org" not in caplog.text
+
+
+def test_a_scheduled_letter_is_recorded_with_its_id(runtime: Runtime) -> None:
+    [letter] = ingest_doc(runtime, RU_DEAL, "evt_1")
+    assert decisions_of(runtime, "evt_1") == [
+        {
+            "rule": "deal-closed-thanks",
+            "outcome": "scheduled",
+            "reason": None,
+            "letter_id": letter.id,
+        }
+    ]
+
+
+def test_a_letter_suppressed_at_planning_names_the_reason(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    ingest_doc(runtime, unsubscribe("anna.ivanova@example.org"), "evt_unsub")
+    with caplog.at_level(logging.INFO, logger="worker.planning"):
+        [letter] = ingest_doc(runtime, RU_DEAL, "evt_deal")
+    assert decisions_of(runtime, "evt_deal") == [
+        {
+            "rule": "deal-closed-thanks",
+            "outcome": "suppressed",
+            "reason": "unsubscribed on 2026-11-20",
+            "letter_id": letter.id,
+        }
+    ]
+    assert (
+        f"no letter: deal-closed-thanks: suppressed: unsubscribed on 2026-11-20 "
+        f"(letter #{letter.id}, event evt_deal to a***@example.org)"
+    ) in caplog.messages
+    assert "anna.ivanova@example.org" not in caplog.text
+
+
+def test_the_frequency_cap_names_the_letter_it_protects(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    [first] = ingest_doc(runtime, DE_FEEDBACK, "evt_1")
+    again = copy.deepcopy(DE_FEEDBACK)
+    again["timestamp"] = "2026-11-21T09:00:00Z"
+    with caplog.at_level(logging.INFO, logger="worker.planning"):
+        [second] = ingest_doc(runtime, again, "evt_2")
+    [decided] = decisions_of(runtime, "evt_2") or []
+    assert decided["outcome"] == "suppressed" and decided["letter_id"] == second.id
+    assert f"(letter #{first.id}, due {first.due_at:%Y-%m-%d %H:%M} UTC" in decided["reason"]
+    [line] = [m for m in caplog.messages if m.startswith("no letter:")]
+    assert line.startswith("no letter: feedback-thanks: suppressed: frequency cap: at most 1")
+
+
+def test_cancel_events_record_each_cancelled_letter_or_that_nothing_was_pending(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    [letter] = ingest_doc(runtime, RU_DEAL, "evt_1")
+    ingest_doc(runtime, cancel("deal.lost", "2026-11-20T12:00:00Z"), "evt_lost")
+    [decided] = decisions_of(runtime, "evt_lost") or []
+    assert (decided["rule"], decided["outcome"], decided["letter_id"]) == (
+        "deal-closed-thanks",
+        "cancelled",
+        letter.id,
+    )
+    with caplog.at_level(logging.INFO, logger="worker.planning"):
+        ingest_doc(runtime, cancel("deal.reopened", "2026-11-20T13:00:00Z"), "evt_again")
+    assert decisions_of(runtime, "evt_again") == [
+        {
+            "rule": "deal-closed-thanks",
+            "outcome": "nothing to cancel",
+            "reason": "no pending letter for deal d-98765",
+            "letter_id": None,
+        }
+    ]
+    assert (
+        "deal.reopened cancels nothing: deal-closed-thanks: no pending letter for deal d-98765 "
+        "(event evt_again)"
+    ) in caplog.messages
+
+
+def test_an_unsubscribe_records_the_address_and_each_letter_it_suppressed(
+    runtime: Runtime,
+) -> None:
+    [letter] = ingest_doc(runtime, RU_DEAL, "evt_1")
+    ingest_doc(runtime, unsubscribe("anna.ivanova@example.org"), "evt_2")
+    ingest_doc(runtime, unsubscribe("anna.ivanova@example.org"), "evt_3")
+    assert decisions_of(runtime, "evt_2") == [
+        {
+            "rule": None,
+            "outcome": "address suppressed",
+            "reason": "unsubscribed",
+            "letter_id": None,
+        },
+        {
+            "rule": "deal-closed-thanks",
+            "outcome": "suppressed",
+            "reason": "unsubscribed",
+            "letter_id": letter.id,
+        },
+    ]
+    assert decisions_of(runtime, "evt_3") == [
+        {
+            "rule": None,
+            "outcome": "already suppressed",
+            "reason": "unsubscribed on 2026-11-20",
+            "letter_id": None,
+        }
+    ]
+
+
+def test_an_event_no_rule_listens_to_says_so(
+    tmp_path: Path,
+    db_url: str,
+    clock: FixedClock,
+    dispatcher: RecordingDispatcher,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "defaults: {timezone: Europe/Berlin, locale: en}\n"
+        "rules:\n  - {name: feedback-thanks, on: feedback.logged, letter: feedback_logged, "
+        "delay: 24h}\n"
+    )
+    settings = make_settings(tmp_path, db_url, rules_file=rules)
+    rt = build_runtime(settings, clock=clock, dispatcher=dispatcher)
+    try:
+        with caplog.at_level(logging.INFO, logger="worker.planning"):
+            assert ingest_doc(rt, RU_DEAL, "evt_deal") == []
+            ingest_doc(rt, cancel("deal.lost", "2026-11-20T12:00:00Z"), "evt_lost")
+        assert decisions_of(rt, "evt_deal") == [] and decisions_of(rt, "evt_lost") == []
+    finally:
+        rt.engine.dispose()
+    assert (
+        "no letter: no rule listens to deal.closed (event evt_deal to a***@example.org)"
+        in caplog.messages
+    )
+    assert "no letter: no rule listens to deal.lost (event evt_lost)" in caplog.messages
+
+
+def test_a_letter_suppressed_at_send_time_logs_the_reason_not_the_address(
+    runtime: Runtime, clock: FixedClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.helpers import run_worker
+    from worker.suppressions import add
+
+    [letter] = ingest_doc(runtime, RU_DEAL, "evt_1")
+    clock.set(letter.due_at - timedelta(minutes=1))
+    add(
+        runtime.session_factory,
+        "anna.ivanova@example.org",
+        "asked by phone",
+        clock.now(),
+        actor="ops",
+    )
+    # add() suppresses pending letters at once; re-open this one to reach the send-time check.
+    with runtime.session_factory.begin() as session:
+        session.execute(
+            update(Letter).where(Letter.id == letter.id).values(status=LetterStatus.SCHEDULED)
+        )
+    clock.set(letter.due_at)
+    with caplog.at_level(logging.INFO, logger="worker.sending"):
+        run_worker(runtime, clock, rounds=1)
+    [stored] = all_letters(runtime)
+    assert stored.status == LetterStatus.SUPPRESSED
+    day = (letter.due_at - timedelta(minutes=1)).date().isoformat()
+    assert (
+        f"letter #{letter.id} not sent: suppressed: suppressed by hand on {day}: asked by phone "
+        "(a***@example.org)"
+    ) in caplog.messages
+    assert "anna.ivanova@example.org" not in caplog.text

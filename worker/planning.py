@@ -2,7 +2,9 @@
 
 `plan` is pure (rules and an event → when and in which language, or why not) and is what
 `thankly rules explain` shows. `Planner` applies an event inside the ingest transaction:
-it schedules letters, cancels them (cancel_on events), or suppresses an address.
+it schedules letters, cancels them (cancel_on events), or suppresses an address, and
+records on the event what each rule decided and why (`thankly events show`), logging every
+"no letter" with its reason so an operator never has to guess.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from worker.catalogue import Catalogue
@@ -52,9 +54,48 @@ class PlannedLetter:
         return self.reason is None
 
 
+class Outcome:
+    """What one rule decided for one event (`events.decisions[].outcome`)."""
+
+    SCHEDULED = "scheduled"  # a letter will go out at due_at
+    SUPPRESSED = "suppressed"  # a letter row exists but will not go out
+    CANCELLED = "cancelled"  # a letter row exists, cancelled (by this or an earlier event)
+    NO_LETTER = "no letter"  # the rule did not match: no letter row
+    NOTHING_TO_CANCEL = "nothing to cancel"
+    ADDRESS_SUPPRESSED = "address suppressed"
+    ALREADY_SUPPRESSED = "already suppressed"
+
+
+def decision(
+    rule: str | None, outcome: str, reason: str | None, letter_id: int | None = None
+) -> dict[str, Any]:
+    return {"rule": rule, "outcome": outcome, "reason": reason, "letter_id": letter_id}
+
+
+def mask_email(email: str | None) -> str:
+    """`anna@example.org` → `a***@example.org`: enough to tell recipients apart in a log
+    line without putting the address itself there."""
+    if not email or "@" not in email:
+        return "(no address)"
+    local, _, domain = email.rpartition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def suppression_reason(session: Session, email: str) -> str | None:
+    """Why the address gets no letters (e.g. `unsubscribed on 2026-11-20`), or None when it
+    is not suppressed. Asked when planning and again when sending."""
+    row = session.scalars(select(Suppression).where(Suppression.email == email)).first()
+    if row is None:
+        return None
+    day = row.created_at.date().isoformat()
+    if row.reason.startswith("unsubscribed"):
+        return f"{row.reason} on {day}"  # by event, or "unsubscribed (link)"
+    return f"suppressed by hand on {day}: {row.reason}"
+
+
 def is_suppressed(session: Session, email: str) -> bool:
     """Unsubscribed addresses get nothing: asked when planning and again when sending."""
-    return session.scalar(select(Suppression.id).where(Suppression.email == email)) is not None
+    return suppression_reason(session, email) is not None
 
 
 def contact_timezone(event: GenericEvent, rules: RuleSet) -> str:
@@ -99,7 +140,8 @@ def plan(event: GenericEvent, rules: RuleSet, catalogue: Catalogue) -> list[Plan
 
 
 class Planner:
-    """Applies one event to the letters table, in the caller's transaction."""
+    """Applies one event to the letters table, in the caller's transaction, and records
+    on the event what each rule decided."""
 
     def __init__(self, rules: RulesStore, mail_domain: str) -> None:
         self.rules = rules
@@ -109,23 +151,38 @@ class Planner:
         self, session: Session, event: Event, parsed: GenericEvent, now: datetime
     ) -> list[Letter]:
         rules = self.rules.get()
+        letters: list[Letter] = []
+        decisions: list[dict[str, Any]] = []
         if parsed.type in LETTER_EVENT_TYPES:
-            return self._schedule(session, event, parsed, rules, now)
-        if parsed.type in CANCEL_EVENT_TYPES:
-            self._cancel(session, event, rules, now)
+            letters = self._schedule(session, event, parsed, rules, now, decisions)
+        elif parsed.type in CANCEL_EVENT_TYPES:
+            self._cancel(session, event, rules, now, decisions)
         elif parsed.type == "contact.unsubscribed":
-            self._unsubscribe(session, event, now)
-        return []
+            self._unsubscribe(session, event, now, decisions)
+        event.decisions = decisions
+        return letters
 
     # --- letter events ---------------------------------------------------------------
 
     def _schedule(
-        self, session: Session, event: Event, parsed: GenericEvent, rules: RuleSet, now: datetime
+        self,
+        session: Session,
+        event: Event,
+        parsed: GenericEvent,
+        rules: RuleSet,
+        now: datetime,
+        decisions: list[dict[str, Any]],
     ) -> list[Letter]:
         email = (parsed.contact_email or "").lower()
+        where = f"event {event.external_id} to {mask_email(email)}"
+        planned_letters = plan(parsed, rules, self.rules.catalogue)
+        if not planned_letters:
+            log.info("no letter: no rule listens to %s (%s)", parsed.type, where)
         letters = []
-        for planned in plan(parsed, rules, self.rules.catalogue):
+        for planned in planned_letters:
             if not planned.matched or planned.due_at is None or planned.locale is None:
+                decisions.append(decision(planned.rule, Outcome.NO_LETTER, planned.reason))
+                log.info("no letter: %s: %s (%s)", planned.rule, planned.reason, where)
                 continue
             rule = rules.rule(planned.rule)
             assert rule is not None
@@ -148,13 +205,24 @@ class Planner:
             )
             session.add(letter)
             session.flush()  # the next rule's frequency cap must see this letter
-            log.info(
-                "letter #%s (%s) %s, due %s",
-                letter.id,
-                rule.name,
-                status,
-                planned.due_at.isoformat(),
-            )
+            decisions.append(decision(rule.name, status, reason, letter.id))
+            if status == LetterStatus.SCHEDULED:
+                log.info(
+                    "letter #%s (%s) scheduled, due %s (%s)",
+                    letter.id,
+                    rule.name,
+                    planned.due_at.isoformat(),
+                    where,
+                )
+            else:
+                log.info(
+                    "no letter: %s: %s: %s (letter #%s, %s)",
+                    rule.name,
+                    status,
+                    reason,
+                    letter.id,
+                    where,
+                )
             letters.append(letter)
         return letters
 
@@ -167,8 +235,9 @@ class Planner:
         due_at: datetime,
         rules: RuleSet,
     ) -> tuple[str, str | None]:
-        if is_suppressed(session, email):
-            return LetterStatus.SUPPRESSED, "unsubscribed"
+        suppressed = suppression_reason(session, email)
+        if suppressed is not None:
+            return LetterStatus.SUPPRESSED, suppressed
         canceller = self._earlier_cancel(session, event, rule)
         if canceller is not None:
             return LetterStatus.CANCELLED, (
@@ -177,21 +246,23 @@ class Planner:
             )
         cap = rules.defaults.frequency_cap
         if cap is not None:
-            nearby = session.scalars(
-                select(Letter.id)
+            nearby = session.execute(
+                select(Letter.id, Letter.due_at)
                 .where(
                     Letter.contact_email == email,
                     Letter.status.in_(COUNTED),
                     Letter.due_at > due_at - cap.per,
                     Letter.due_at < due_at + cap.per,
                 )
+                .order_by(Letter.due_at)
                 .limit(cap.max)
             ).all()
             if len(nearby) >= cap.max:
                 per = format_duration(cap.per)
+                other_id, other_due = nearby[0]
                 return LetterStatus.SUPPRESSED, (
-                    f"frequency cap: at most {cap.max} per {per} (letter #{nearby[0]} is "
-                    f"within {per})"
+                    f"frequency cap: at most {cap.max} per {per} (letter #{other_id}, due "
+                    f"{other_due:%Y-%m-%d %H:%M} UTC, is within {per})"
                 )
         return LetterStatus.SCHEDULED, None
 
@@ -219,17 +290,25 @@ class Planner:
 
     # --- cancelling and suppressing events -------------------------------------------
 
-    def _cancel(self, session: Session, event: Event, rules: RuleSet, now: datetime) -> None:
+    def _cancel(
+        self,
+        session: Session,
+        event: Event,
+        rules: RuleSet,
+        now: datetime,
+        decisions: list[dict[str, Any]],
+    ) -> None:
         names = [r.name for r in rules.cancelled_by(event.type)]
         if not names:
+            log.info("no letter: no rule listens to %s (event %s)", event.type, event.external_id)
             return
-        same = (
-            Letter.deal_id == event.deal_id
-            if event.deal_id
-            else Letter.contact_email == (event.contact_email or "").lower()
-        )
-        ids = session.scalars(
-            select(Letter.id)
+        if event.deal_id:
+            same, scope = Letter.deal_id == event.deal_id, f"deal {event.deal_id}"
+        else:
+            email = (event.contact_email or "").lower()
+            same, scope = Letter.contact_email == email, mask_email(email)
+        found = session.execute(
+            select(Letter.id, Letter.rule)
             .join(Event, Event.id == Letter.event_id)
             .where(
                 Letter.status.in_(PENDING),
@@ -238,25 +317,50 @@ class Planner:
                 # A deal closed again after this reopen keeps its new letter.
                 Event.occurred_at <= event.occurred_at,
             )
+            .order_by(Letter.id)
         ).all()
         reason = f"{event.type} of {event.occurred_at.isoformat()} (event {event.external_id})"
-        self._set_status(session, list(ids), LetterStatus.CANCELLED, reason, now)
-
-    def _unsubscribe(self, session: Session, event: Event, now: datetime) -> None:
-        email = (event.contact_email or "").lower()
-        try:
-            with session.begin_nested():
-                session.add(
-                    Suppression(
-                        email=email, reason="unsubscribed", created_at=now, event_id=event.id
-                    )
+        for name in names:
+            ids = [letter_id for letter_id, rule in found if rule == name]
+            decisions.extend(decision(name, Outcome.CANCELLED, reason, i) for i in ids)
+            if not ids:
+                why = f"no pending letter for {scope}"
+                decisions.append(decision(name, Outcome.NOTHING_TO_CANCEL, why))
+                log.info(
+                    "%s cancels nothing: %s: %s (event %s)",
+                    event.type,
+                    name,
+                    why,
+                    event.external_id,
                 )
-        except IntegrityError:
-            pass  # already suppressed
-        ids = session.scalars(
-            select(Letter.id).where(Letter.contact_email == email, Letter.status.in_(PENDING))
-        ).all()
-        self._set_status(session, list(ids), LetterStatus.SUPPRESSED, "unsubscribed", now)
+        self._set_status(session, [i for i, _ in found], LetterStatus.CANCELLED, reason, now)
+
+    def _unsubscribe(
+        self, session: Session, event: Event, now: datetime, decisions: list[dict[str, Any]]
+    ) -> None:
+        # Imported here: worker.suppressions builds on this module (PENDING).
+        from worker.suppressions import suppress
+
+        email = (event.contact_email or "").lower()
+        added, ids = suppress(session, email, "unsubscribed", now, event_id=event.id)
+        if added:
+            decisions.append(decision(None, Outcome.ADDRESS_SUPPRESSED, "unsubscribed"))
+        else:
+            decisions.append(
+                decision(None, Outcome.ALREADY_SUPPRESSED, suppression_reason(session, email))
+            )
+        found = session.execute(select(Letter.id, Letter.rule).where(Letter.id.in_(ids)))
+        rules_of = {letter_id: rule for letter_id, rule in found}
+        decisions.extend(
+            decision(rules_of.get(i), Outcome.SUPPRESSED, "unsubscribed", i) for i in ids
+        )
+        log.info(
+            "%s %s by event %s; %d pending letter(s) suppressed",
+            mask_email(email),
+            "suppressed" if added else "was already suppressed",
+            event.external_id,
+            len(ids),
+        )
 
     @staticmethod
     def _set_status(

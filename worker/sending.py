@@ -30,7 +30,7 @@ from worker.letters import Rendered, Renderer, RenderError, build_context
 from worker.mail.message import build_message
 from worker.mail.senders import Sender, SendError
 from worker.models import Attempt, Event, Letter, LetterStatus
-from worker.planning import is_suppressed
+from worker.planning import mask_email, suppression_reason
 from worker.settings import Settings
 from worker.tracking import instrument_html, unsubscribe_token
 
@@ -154,13 +154,20 @@ def send_letter(d: Delivery, letter_id: int) -> str:
             return "skipped"  # cancelled, suppressed, or another worker has it
         letter = session.get_one(Letter, letter_id)
         payload = session.scalars(select(Event.payload).where(Event.id == letter.event_id)).one()
-        if is_suppressed(session, letter.contact_email):
+        suppressed = suppression_reason(session, letter.contact_email)
+        if suppressed is not None:
             _finish(
                 session,
                 letter_id,
                 now,
                 status=LetterStatus.SUPPRESSED,
                 status_reason="unsubscribed",
+            )
+            log.info(
+                "letter #%s not sent: suppressed: %s (%s)",
+                letter_id,
+                suppressed,
+                mask_email(letter.contact_email),
             )
             return "suppressed"
 
