@@ -155,3 +155,11 @@ def test_rules_check_fails_when_a_letter_has_a_problem(project: Path) -> None:
     assert code == 1
     assert "3 rule(s), valid" in out  # the rules themselves are fine
     assert f"{project}/templates/referral_made/de/body.txt:1: UndefinedError" in out
+
+
+def test_a_templates_folder_without_letters_fails(project: Path) -> None:
+    shutil.rmtree(project / "templates")
+    (project / "templates").mkdir()
+    code, out, err = invoke("templates", "check")
+    assert (code, out) == (1, "")
+    assert f"error: no letters in {project / 'templates'}" in err

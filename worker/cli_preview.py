@@ -138,6 +138,14 @@ def templates_report(settings: Settings, default_timezone: str | None = None) ->
 
     zone = default_timezone or rules_or_defaults(settings)[0].defaults.timezone
     report = check_templates(settings.templates_dir, default_timezone=zone)
+    if not report.letters:
+        # "no problems" with nothing checked would hide a wrong THANKLY_TEMPLATES_DIR.
+        err.print(
+            f"error: no letters in {settings.templates_dir} "
+            "(a letter is <letter>/<locale>/ with subject.txt, body.txt and body.html)",
+            markup=False,
+        )
+        return False
     if not report.examples_found:
         err.print(
             f"note: no example events in {report.examples}; checked with the minimal event only",
