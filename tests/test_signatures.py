@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from datetime import timedelta
 
 import pytest
@@ -113,3 +115,33 @@ def test_any_changed_byte_breaks_the_signature(position: int, flip: int) -> None
 def test_a_secret_that_is_not_base64_is_refused_up_front() -> None:
     with pytest.raises(ValueError, match="base64"):
         WebhookVerifier(["whsec_***not-base64***"])
+
+
+def _signed_with_key(key: bytes, msg_id: str = "evt_1") -> dict[str, str]:
+    mac = hmac.new(key, f"{msg_id}.{TS}.".encode() + BODY, hashlib.sha256).digest()
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(TS),
+        "webhook-signature": "v1," + base64.b64encode(mac).decode(),
+    }
+
+
+@pytest.mark.parametrize(
+    ("wrong_key", "named"),
+    [
+        (OLD_SECRET.encode(), "the whole 'whsec_…' string"),
+        (OLD_SECRET.removeprefix("whsec_").encode(), "the base64 text after 'whsec_'"),
+    ],
+)
+def test_a_common_key_mistake_is_named_in_the_refusal(wrong_key: bytes, named: str) -> None:
+    with pytest.raises(SignatureError) as info:
+        verifier(SECRET, OLD_SECRET).verify(_signed_with_key(wrong_key), BODY, NOW)
+    assert f"one was made with {named} as the HMAC key" in str(info.value)
+    assert "the key is the base64-decoded part after 'whsec_'" in str(info.value)
+
+
+def test_a_mistake_with_someone_elses_secret_gets_no_hint() -> None:
+    # The raw string of a secret this server does not hold explains nothing.
+    with pytest.raises(SignatureError) as info:
+        verifier(SECRET).verify(_signed_with_key(OLD_SECRET.encode()), BODY, NOW)
+    assert str(info.value) == "no signature matches a configured secret"

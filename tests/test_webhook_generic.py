@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -13,7 +24,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import NOW, OLD_SECRET, SAMPLES, SECRET, make_settings
+from tests.conftest import NOW, OLD_SECRET, ROOT, SAMPLES, SECRET, make_settings
 from tests.helpers import count_rows, event_doc, signed
 from worker.clock import FixedClock
 from worker.http.app import create_app
@@ -228,3 +239,128 @@ def test_database_outage_is_503_so_the_sender_retries(tmp_path: Path, clock: Fix
     assert response.status_code == 503
     assert response.headers["retry-after"] == "30"
     assert response.json()["status"] == "unavailable"
+
+
+# --- signing help for CRM integrators (README, examples/sign_and_post.py) ------------------
+
+
+README_BLOCKS: list[tuple[str, str]] = re.findall(
+    r"```(\w*)\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL
+)
+EXAMPLE_SCRIPT = ROOT / "examples" / "sign_and_post.py"
+
+
+def _readme_block(language: str, containing: str) -> str:
+    [block] = [text for lang, text in README_BLOCKS if lang == language and containing in text]
+    return block
+
+
+@contextmanager
+def _capturing_server() -> Iterator[tuple[list[tuple[dict[str, str], bytes]], str]]:
+    """Stands in for Thankly on a real port (the tools under test speak real HTTP) and
+    keeps each request, to be replayed into the app with the clock at its signing time."""
+    seen: list[tuple[dict[str, str], bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            seen.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            answer = json.dumps({"status": "accepted", "event_id": self.headers["webhook-id"]})
+            self.send_response(202)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer.encode())
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield seen, f"http://127.0.0.1:{server.server_address[1]}/webhooks/generic"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _replay(client: TestClient, clock: FixedClock, headers: dict[str, str], body: bytes) -> int:
+    clock.set(datetime.fromtimestamp(int(headers["webhook-timestamp"]), UTC))
+    names = ("content-type", "webhook-id", "webhook-timestamp", "webhook-signature")
+    response = client.post(URL, content=body, headers={n: headers[n] for n in names})
+    return int(response.status_code)
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("THANKLY_")}
+    return env | extra
+
+
+def test_the_readme_shows_the_example_script_verbatim() -> None:
+    script = EXAMPLE_SCRIPT.read_text()
+    assert _readme_block("python", "hmac.new(") == script[script.index("import base64") :]
+
+
+def test_the_python_example_signs_what_the_server_accepts(
+    client: TestClient, clock: FixedClock
+) -> None:
+    event = SAMPLES / "deal_closed.ru.json"
+    with _capturing_server() as (seen, url):
+        done = subprocess.run(
+            [sys.executable, str(EXAMPLE_SCRIPT), str(event), url],
+            env=_env(SECRET=SECRET),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("202 ")
+    [(headers, body)] = seen
+    assert body == event.read_bytes()
+    assert _replay(client, clock, headers, body) == 202
+
+
+@pytest.mark.skipif(
+    not all(shutil.which(tool) for tool in ("bash", "openssl", "curl", "base64", "od", "tr")),
+    reason="needs bash, openssl, curl and coreutils",
+)
+def test_the_readme_openssl_line_signs_what_the_server_accepts(
+    client: TestClient, clock: FixedClock
+) -> None:
+    line = _readme_block("sh", "openssl dgst")
+    event = SAMPLES / "deal_closed.ru.json"
+    with _capturing_server() as (seen, url):
+        done = subprocess.run(
+            ["bash", "-c", line],
+            env=_env(SECRET=SECRET, URL=url, EVENT="examples/events/deal_closed.ru.json"),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 0, done.stderr
+    assert '"status": "accepted"' in done.stdout
+    [(headers, body)] = seen
+    assert body == event.read_bytes()
+    assert _replay(client, clock, headers, body) == 202
+
+
+def test_signing_with_the_raw_whsec_string_gets_a_401_that_says_so(
+    client: TestClient, nothing_stored: None
+) -> None:
+    body = json.dumps(event_doc()).encode()
+    timestamp = str(int(NOW.timestamp()))
+    key = SECRET.encode()  # the mistake: the whole string instead of its decoded part
+    mac = hmac.new(key, f"evt_raw.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": "evt_raw",
+        "webhook-timestamp": timestamp,
+        "webhook-signature": "v1," + base64.b64encode(mac).decode(),
+    }
+    status, answer = _post(client, body, headers)
+    assert status == 401
+    assert "made with the whole 'whsec_…' string as the HMAC key" in str(answer["error"])
+    assert "the key is the base64-decoded part after 'whsec_'" in str(answer["error"])

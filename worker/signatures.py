@@ -16,7 +16,7 @@ import binascii
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from worker.settings import decode_webhook_secret
@@ -60,12 +60,40 @@ def _candidates(header: str) -> list[bytes]:
     return found
 
 
+# Keys an integrator commonly uses by mistake, and what to tell them: HMAC with the whole
+# "whsec_…" string, or with the base64 text after the prefix left undecoded.
+def _whole_string(secret: str) -> bytes:
+    return secret.encode()
+
+
+def _undecoded(secret: str) -> bytes:
+    return secret.removeprefix("whsec_").encode()
+
+
+_MISTAKES: tuple[tuple[Callable[[str], bytes], str], ...] = (
+    (_whole_string, "the whole 'whsec_…' string"),
+    (_undecoded, "the base64 text after 'whsec_'"),
+)
+
+
 class WebhookVerifier:
     def __init__(self, secrets: Sequence[str], tolerance_seconds: int = 300) -> None:
         if not secrets:
             raise ValueError("at least one webhook secret is required")
+        self._secrets = list(secrets)
         self._keys = [decode_webhook_secret(s) for s in secrets]
         self._tolerance = tolerance_seconds
+
+    def _mistake(self, msg_id: str, timestamp: str, body: bytes, given: list[bytes]) -> str | None:
+        """Which wrong key the sender used, when one of the usual mistakes explains the
+        mismatch. Only a holder of the secret can produce such a MAC, so naming the mistake
+        tells a stranger nothing."""
+        for secret in self._secrets:
+            for wrong_key, described in _MISTAKES:
+                expected = _mac(wrong_key(secret), msg_id, timestamp, body)
+                if any(hmac.compare_digest(expected, candidate) for candidate in given):
+                    return described
+        return None
 
     def verify(self, headers: Mapping[str, str], body: bytes, now: datetime) -> str:
         """Check the signature on the raw body; return the webhook id or raise SignatureError."""
@@ -94,5 +122,12 @@ class WebhookVerifier:
                 # compare_digest: no early exit that would leak how much of a guess was right.
                 matched |= hmac.compare_digest(expected, candidate)
         if not matched:
+            mistake = self._mistake(msg_id, timestamp, body, given)
+            if mistake:
+                raise SignatureError(
+                    f"no signature matches a configured secret, but one was made with "
+                    f"{mistake} as the HMAC key: the key is the base64-decoded part after "
+                    f"'whsec_'"
+                )
             raise SignatureError("no signature matches a configured secret")
         return msg_id
