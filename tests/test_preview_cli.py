@@ -238,7 +238,10 @@ def test_a_reuse_rendered_replay_shows_the_stored_rendering(
     assert "the rendering stored for a --reuse-rendered replay" in err
 
 
-def test_an_unknown_letter_is_one_line_and_exit_1(planned: Letter) -> None:
+def test_an_unknown_letter_is_one_line_and_exit_1(
+    planned: Letter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("THANKLY_SECRET_KEY")  # not needed to find out there is no letter
     code, out, err = invoke("letters", "preview", "9999")
     assert (code, out) == (1, "")
     assert err == "error: no letter #9999\n"

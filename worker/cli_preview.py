@@ -88,6 +88,8 @@ def _part(message: EmailMessage, subtype: str) -> str:
 
 def letter_preview(letter_id: int, fmt: str) -> None:
     """Body of `thankly letters preview ID`: a stored letter exactly as it will be sent."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from worker.letters import RenderError
     from worker.preview import stored_letter
     from worker.rules import RulesError
@@ -96,11 +98,11 @@ def letter_preview(letter_id: int, fmt: str) -> None:
     _check_format(fmt)
     settings = _settings()
     try:
-        key = secret_key(settings)  # the tracking links' signatures depend on it
+        shown = stored_letter(settings, lambda: secret_key(settings), letter_id)
     except MissingSecretError as exc:
-        fail(str(exc), 2)
-    try:
-        shown = stored_letter(settings, key, letter_id)
+        fail(f"{exc} (the letter's links are signed with it)", 2)
+    except SQLAlchemyError as exc:
+        fail(f"cannot read letters ({type(exc).__name__}); has `thankly db upgrade` run?")
     except RenderError as exc:
         fail(f"letter #{letter_id} cannot be rendered (sending it would fail): {exc}")
     except RulesError as exc:

@@ -7,6 +7,7 @@ sender would build it, through the sender's own functions, reading the database 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -129,9 +130,12 @@ class StoredPreview:
     reused: bool  # the stored rendering (a --reuse-rendered replay), not the template
 
 
-def stored_letter(settings: Settings, secret_key: str, letter_id: int) -> StoredPreview | None:
+def stored_letter(
+    settings: Settings, secret_key: Callable[[], str], letter_id: int
+) -> StoredPreview | None:
     """Letter `letter_id` as `send_letter` would build it now; None if there is none.
-    Reads only: nothing is committed, claimed or sent. Raises RenderError."""
+    Reads only: nothing is committed, claimed or sent. Raises RenderError. `secret_key` is
+    asked only once the letter is found (its links are signed with it)."""
     from worker.db import make_engine, make_session_factory
     from worker.sending import Delivery, letter_message, render_letter
 
@@ -152,7 +156,7 @@ def stored_letter(settings: Settings, secret_key: str, letter_id: int) -> Stored
             renderer=Renderer(settings.templates_dir),
             sender=MemorySender(),  # never called: only the building functions are used
             settings=settings,
-            secret_key=secret_key,
+            secret_key=secret_key(),
             default_timezone=lambda: rules.get().defaults.timezone,
         )
         rendered = render_letter(delivery, letter, payload)
