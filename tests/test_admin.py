@@ -207,9 +207,13 @@ def test_list_filters_and_pages(runtime: Runtime, monkeypatch: pytest.MonkeyPatc
             app, ["letters", "list", "--status", "failed", "--limit", "2", "--page", "2", "--json"]
         ).stdout
     )
-    assert [r["id"] for r in page1] == [1, 3] and [r["id"] for r in page2] == [4]
+    assert [r["id"] for r in page1] == [4, 3] and [r["id"] for r in page2] == [1]  # newest first
     table = runner.invoke(app, ["letters", "list", "--status", "failed", "--limit", "2"])
-    assert "more: --page 2" in table.stdout
+    assert "3 letter(s), page 1 of 2; next: --page 2" in table.stdout
+    last = runner.invoke(
+        app, ["letters", "list", "--status", "failed", "--limit", "2", "--page", "2"]
+    )
+    assert "3 letter(s), page 2 of 2\n" in last.stdout
     second = all_letters(runtime)[1]
     by_contact = json.loads(
         runner.invoke(

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal, TypeVar, get_args
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, exists, func, select, update
@@ -32,6 +32,18 @@ from worker.models import (
 )
 from worker.rules import SendWindow
 from worker.timing import next_opening
+
+# Spelt out as Literals so the admin API answers a typo with 422 and the valid values;
+# tests keep them equal to LetterStatus and to the classes the senders raise.
+StatusName = Literal[
+    "scheduled", "queued", "sending", "sent", "failed", "unknown", "cancelled", "suppressed"
+]
+ErrorClass = Literal[
+    "connect", "ehlo", "auth", "mail", "rcpt", "data", "data-end", "after-data", "outbox", "render"
+]
+STATUSES: tuple[str, ...] = get_args(StatusName)
+ERROR_CLASSES: tuple[str, ...] = get_args(ErrorClass)
+_Q = TypeVar("_Q", bound=Select[Any])  # a query the filter narrows
 
 REPLAYABLE = (LetterStatus.FAILED,)
 PENDING = (LetterStatus.SCHEDULED, LetterStatus.QUEUED)
@@ -57,9 +69,18 @@ class LetterFilter:
     error_class: str | None = None  # any attempt of the letter failed with this class
     limit: int | None = None
     offset: int = 0
+    newest_first: bool = False  # lists show the newest; replays pace the oldest first
 
     def query(self) -> Select[Letter]:
-        q = select(Letter)
+        q = self._where(select(Letter))
+        q = q.order_by(Letter.id.desc() if self.newest_first else Letter.id).offset(self.offset)
+        return q.limit(self.limit) if self.limit else q
+
+    def count(self) -> Select[int]:
+        """How many letters match, ignoring the page."""
+        return self._where(select(func.count()).select_from(Letter))
+
+    def _where(self, q: _Q) -> _Q:
         if self.ids:
             q = q.where(Letter.id.in_(self.ids))
         if self.status:
@@ -78,13 +99,17 @@ class LetterFilter:
                     Attempt.letter_id == Letter.id, Attempt.error_class == self.error_class
                 )
             )
-        q = q.order_by(Letter.id).offset(self.offset)
-        return q.limit(self.limit) if self.limit else q
+        return q
 
 
 def find_letters(factory: sessionmaker[Session], flt: LetterFilter) -> list[Letter]:
     with factory() as session:
         return list(session.scalars(flt.query()))
+
+
+def count_letters(factory: sessionmaker[Session], flt: LetterFilter) -> int:
+    with factory() as session:
+        return session.scalar(flt.count()) or 0
 
 
 def summary(letter: Letter) -> dict[str, Any]:

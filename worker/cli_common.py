@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
+import typer.core
 from rich.console import Console
 
-from worker.settings import Settings, SettingsError, load_settings
+from worker.settings import Settings, SettingsError, load_settings, misspelt_variables
 
 if TYPE_CHECKING:
     from worker.events import GenericEvent
@@ -24,11 +27,70 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+_warned = False
+# Settings that move every file a command reads or writes away from the current folder.
+LOCATIONS = ("var_dir", "database_url", "rules_file", "templates_dir")
+
+
 def settings_or_exit() -> Settings:
+    """The settings, after warning once about misspelt variables; or exit 2 on one line."""
+    global _warned
+    if not _warned:
+        _warned = True
+        for warning in misspelt_variables(os.environ):
+            err.print(f"[yellow]warning:[/] {warning}", markup=True)
     try:
-        return load_settings()
+        settings = load_settings()
     except SettingsError as exc:
         fail(str(exc), 2)
+    _require_project(settings)
+    return settings
+
+
+def _require_project(settings: Settings) -> None:
+    """On the embedded defaults every path is relative to the current folder: run from
+    anywhere else, a command would plan nothing and leave a stray var/thankly.db behind."""
+    if settings.model_fields_set & set(LOCATIONS):
+        return
+    if settings.rules_file.exists() or settings.templates_dir.exists():
+        return
+    fail(
+        f"no Thankly project here: looked for {settings.rules_file} and "
+        f"{settings.templates_dir}/ in {Path.cwd()}; run thankly from the project folder, "
+        "or set THANKLY_RULES_FILE, THANKLY_TEMPLATES_DIR and THANKLY_VAR_DIR",
+        2,
+    )
+
+
+def choice(value: str | None, valid: Sequence[str], option: str) -> str | None:
+    """An enumerated option's value, or exit 2 listing the valid ones."""
+    if value is None or value in valid:
+        return value
+    fail(f"{option} {value!r} is not one of: {', '.join(valid)}", 2)
+
+
+# Python annotations as Click used to name them in help.
+_TYPE_WORDS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "datetime": "DATETIME"}
+
+
+def _help_type(self: typer.core.TyperOption | typer.core.TyperArgument, ctx: Any) -> str | None:
+    """What help shows after a parameter: nothing for a flag, else a plain word.
+
+    Typer 0.29 prints the Python annotation in angle brackets for every parameter
+    (`--json <bool>`, `--status <str>`), which reads as if a flag took a value."""
+    if getattr(self, "is_flag", False):
+        return None
+    if self.metavar is not None:
+        return self.metavar
+    label = self.display_type(ctx).removeprefix("<").removesuffix(">")
+    if label.startswith("list[") and label.endswith("]"):
+        label = label[5:-1]
+    shown = _TYPE_WORDS.get(label, label if "|" in label else label.upper())
+    return f"{shown}..." if self.nargs != 1 else shown
+
+
+typer.core.TyperOption.display_type_rich = _help_type  # type: ignore[method-assign]
+typer.core.TyperArgument.display_type_rich = _help_type  # type: ignore[method-assign,assignment]
 
 
 def read_event_file(path: Path) -> GenericEvent:
@@ -56,3 +118,13 @@ def parse_when(text: str, option: str) -> datetime:
             return moment.replace(tzinfo=UTC)
         fail(f"{option} needs a time zone, e.g. 2026-11-20T17:30:00Z or …+01:00", 2)
     return moment
+
+
+def short_time(iso: str | None, *, seconds: bool = False) -> str:
+    """`2026-11-23T09:00:00+00:00` → `11-23 09:00` in UTC: tables fit 80 columns and say
+    "UTC" once in a header instead of in every cell."""
+    if not iso:
+        return ""
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.strftime("%m-%d %H:%M:%S" if seconds else "%m-%d %H:%M")

@@ -6,16 +6,22 @@ import json
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.admin import LetterFilter, Outcome, find_letters
-from worker.cli_common import err, fail, out, settings_or_exit
+from worker.admin import ERROR_CLASSES, STATUSES, LetterFilter, Outcome, find_letters
+from worker.cli_common import choice, err, fail, out, settings_or_exit, short_time
 from worker.db import make_engine, make_session_factory
 
 letters_app = typer.Typer(help="Inspect letters.", no_args_is_help=True)
 crm_app = typer.Typer(help="CRM write-back.", no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _compact_table(*headers: str) -> Table:
+    """Header rule only, one space between columns: more room for data at 80 columns."""
+    return Table(*headers, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
 
 
 def _factory() -> sessionmaker[Session]:
@@ -52,11 +58,11 @@ def show(
     )
     if story["last_error"]:
         out.print(f"  last error: {story['last_error']}", markup=False)
-    table = Table("at", "what", "detail", box=None, pad_edge=False)
-    for column in table.columns:
-        column.overflow = "fold"  # a Message-ID cut short is no use to an admin
+    table = Table("at (UTC)", "what", "detail", box=None, pad_edge=False)
+    table.columns[0].no_wrap = True
+    table.columns[2].overflow = "fold"  # a Message-ID cut short is no use to an admin
     for entry in story["timeline"]:
-        table.add_row(entry["at"], entry["what"], entry["detail"])
+        table.add_row(short_time(entry["at"], seconds=True), entry["what"], entry["detail"])
     out.print(table)
 
 
@@ -72,30 +78,35 @@ def pending(as_json: JsonOpt = False) -> None:
     if not rows:
         out.print("nothing pending: the CRM has every activity")
         return
-    table = Table("id", "kind", "letter", "status", "attempts", "next attempt", "last error")
-    for column in table.columns:
-        column.overflow = "fold"
+    table = _compact_table("id", "kind", "letter", "status", "tries", "next (UTC)", "last error")
+    for column in table.columns[:-1]:
+        column.no_wrap = True
+    table.columns[-1].overflow = "fold"
     for r in rows:
         table.add_row(
             str(r["id"]),
             r["kind"],
-            str(r["letter_id"]),
+            f"#{r['letter_id']}",
             r["status"],
             str(r["attempts"]),
-            r["next_attempt_at"],
+            short_time(r["next_attempt_at"]),
             r["last_error"] or "",
         )
     out.print(table)
+    out.print(f"{len(rows)} pending", markup=False)
 
 
 # --- finding and fixing letters ---------------------------------------------------------
 
-StatusOpt = Annotated[str | None, typer.Option("--status", help="e.g. failed, unknown, sent.")]
+StatusOpt = Annotated[str | None, typer.Option("--status", help=f"One of: {', '.join(STATUSES)}.")]
 LetterOpt = Annotated[str | None, typer.Option("--letter", help="Letter name.")]
 SinceOpt = Annotated[str | None, typer.Option("--since", help="Changed at or after (ISO).")]
 UntilOpt = Annotated[str | None, typer.Option("--until", help="Changed before (ISO).")]
 ErrorOpt = Annotated[
-    str | None, typer.Option("--error-class", help="An attempt failed with this class.")
+    str | None,
+    typer.Option(
+        "--error-class", help=f"An attempt failed at this step: {', '.join(ERROR_CLASSES)}."
+    ),
 ]
 ReasonOpt = Annotated[str | None, typer.Option("--reason", help="Why (kept in the audit log).")]
 
@@ -124,41 +135,41 @@ def _filter(
 
     return LetterFilter(
         ids=ids or [],
-        status=status,
+        status=choice(status, STATUSES, "--status"),
         letter=letter,
         contact=contact,
         since=parse_when(since, "--since") if since else None,
         until=parse_when(until, "--until") if until else None,
-        error_class=error_class,
+        error_class=choice(error_class, ERROR_CLASSES, "--error-class"),
         limit=limit,
         offset=offset,
     )
 
 
+def _error_step(last_error: str | None) -> str:
+    """`connect: 421 try later` → `connect`; `letters show` has the whole text."""
+    return (last_error or "").partition(":")[0][:10]
+
+
 def _letters_table(rows: list[dict[str, Any]], when: dict[int, str] | None = None) -> Table:
-    table = Table(
-        "id",
-        "status",
-        "letter",
-        "to",
-        "updated",
-        "tries",
-        "last error",
-        *(["sends at"] if when is not None else []),
-    )
+    """Eight columns in 80: times as `11-23 09:00` (UTC, said in the headers), the error
+    as its step; only the address may fold, everything else stays whole."""
+    due = "due (UTC)" if when is None else "sends (UTC)"
+    table = _compact_table("id", "status", "letter", "to", due, "tries", "error")
+    for column in table.columns:
+        column.no_wrap = column.header != "to"
+    table.columns[3].overflow = "fold"
     for r in rows:
-        cells = [
+        at = r["due_at"] if when is None else when.get(r["id"], "")
+        table.add_row(
             str(r["id"]),
             r["status"],
             f"{r['letter']}/{r['locale']}",
             r["contact"],
-            r["updated_at"][:19],
+            short_time(at),
             str(r["attempts"]),
-            (r["last_error"] or "")[:60],
-        ]
-        if when is not None:
-            cells.append(when.get(r["id"], "")[:19])
-        table.add_row(*cells)
+            _error_step(r["last_error"]),
+        )
     return table
 
 
@@ -174,25 +185,28 @@ def list_letters(
     page: Annotated[int, typer.Option("--page", help="Page number, from 1.")] = 1,
     as_json: JsonOpt = False,
 ) -> None:
-    """Letters matching the filters, oldest first, a page at a time."""
-    from worker.admin import find_letters, summary
+    """Letters matching the filters, newest first, a page at a time."""
+    from worker.admin import count_letters, find_letters, summary
 
     if limit < 1 or page < 1:
         fail("--limit and --page start at 1", 2)
     flt = _filter(
-        None, status, letter, contact, since, until, error_class, limit + 1, (page - 1) * limit
+        None, status, letter, contact, since, until, error_class, limit, (page - 1) * limit
     )
-    found = [summary(x) for x in find_letters(_factory(), flt)]
-    more, rows = len(found) > limit, found[:limit]
+    flt.newest_first = True
+    factory = _factory()
+    rows = [summary(x) for x in find_letters(factory, flt)]
     if as_json:
         out.print(json.dumps(rows, ensure_ascii=False, indent=2), markup=False)
         return
+    total = count_letters(factory, flt)
+    pages = max(1, -(-total // limit))
     if not rows:
-        out.print("no letters match")
+        out.print("no letters match" if total == 0 else f"page {page} is past the last, {pages}")
         return
     out.print(_letters_table(rows))
-    if more:
-        out.print(f"more: --page {page + 1}")
+    more = f"; next: --page {page + 1}" if page < pages else ""
+    out.print(f"{total} letter(s), page {page} of {pages}{more}", markup=False)
 
 
 def _confirm(question: str, yes: bool) -> None:
@@ -204,6 +218,12 @@ def _confirm(question: str, yes: bool) -> None:
         fail(f"{question} Add --yes to confirm (no terminal to ask on).", 2)
     if not typer.confirm(question, default=False):
         fail("nothing changed", 1)
+
+
+def _exit_if_nothing_done(outcome: Outcome) -> None:
+    """Exit 1 when every letter was refused: a script must not read that as done."""
+    if not outcome.done:
+        raise typer.Exit(1)
 
 
 def _report(outcome: Outcome, verb: str) -> None:
@@ -261,6 +281,7 @@ def replay_letters(
                 ),
                 markup=False,
             )
+            _exit_if_nothing_done(preview)
             return
         if preview.done:
             out.print(
@@ -271,10 +292,11 @@ def replay_letters(
             )
         _report(preview, "would replay")
         out.print("dry run: nothing changed")
+        _exit_if_nothing_done(preview)
         return
     if not preview.done:
         _report(preview, "replayed")
-        return
+        _exit_if_nothing_done(preview)
     unknown = [i for i in preview.done if candidates[i]["status"] == "unknown"]
     if unknown:
         err.print(
@@ -287,15 +309,17 @@ def replay_letters(
         outcome = replay(factory, flt, now, progress=lambda: bar.advance(task), **common)
     if as_json:
         out.print(json.dumps(outcome.as_dict(), indent=2), markup=False)
+        _exit_if_nothing_done(outcome)
         return
     _report(outcome, "replayed")
     if outcome.done:
-        last = max(outcome.when.values()).isoformat()
+        last = short_time(max(outcome.when.values()).isoformat(), seconds=True)
         out.print(
-            f"they go out from now until {last[:19]} (THANKLY_REPLAY_RATE_PER_SECOND="
+            f"they go out from now until {last} UTC (THANKLY_REPLAY_RATE_PER_SECOND="
             f"{settings.replay_rate_per_second}/s)",
             markup=False,
         )
+    _exit_if_nothing_done(outcome)
 
 
 @letters_app.command("cancel")
@@ -311,10 +335,9 @@ def cancel_letters(
     outcome = cancel(_factory(), ids, SystemClock().now(), actor=_actor(), reason=reason)
     if as_json:
         out.print(json.dumps(outcome.as_dict(), indent=2), markup=False)
-        return
-    _report(outcome, "cancelled")
-    if outcome.refused and not outcome.done:
-        raise typer.Exit(1)
+    else:
+        _report(outcome, "cancelled")
+    _exit_if_nothing_done(outcome)
 
 
 @letters_app.command("send-now")
@@ -348,12 +371,11 @@ def send_now_letters(
     )
     if as_json:
         out.print(json.dumps(outcome.as_dict(), indent=2), markup=False)
-        return
-    _report(outcome, "moved")
-    for letter_id, due in sorted(outcome.when.items()):
-        out.print(f"#{letter_id} due {due.isoformat()}", markup=False)
-    if outcome.refused and not outcome.done:
-        raise typer.Exit(1)
+    else:
+        _report(outcome, "moved")
+        for letter_id, due in sorted(outcome.when.items()):
+            out.print(f"#{letter_id} due {short_time(due.isoformat())} UTC", markup=False)
+    _exit_if_nothing_done(outcome)
 
 
 def _rate(value: float | None) -> str:
@@ -361,8 +383,9 @@ def _rate(value: float | None) -> str:
 
 
 def stats_command(since: SinceOpt = None, as_json: JsonOpt = False) -> None:
-    """Per letter and locale: scheduled, sent, failed, unknown, suppressed, opens, clicks,
-    unsubscribes, open and click rates."""
+    """Per letter and locale: sent, failed, opens, clicks, unsubscribes and rates.
+
+    Also scheduled, unknown and suppressed; rates are over sent letters."""
     from worker.admin import stats
     from worker.cli_common import parse_when
 

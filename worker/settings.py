@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
+from collections.abc import Mapping
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -16,6 +19,12 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CrmKind = Literal["log", "http", "hubspot", "pipedrive"]
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Short secrets can be guessed offline from a signed link (the key) or online (the token).
+MIN_LENGTHS = {"secret_key": 32, "admin_token": 24}
+HOW_TO_MAKE_ONE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+# Variables with the prefix that belong to the test suite and benchmarks, not to Thankly.
+FOREIGN_PREFIXES = ("THANKLY_TEST_", "THANKLY_BENCH_")
 
 
 class SettingsError(Exception):
@@ -100,6 +109,43 @@ class Settings(BaseSettings):
             raise ValueError("must be a URL such as scheme://host")
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_uses_psycopg3(cls, value: str | None) -> str | None:
+        """Hosting providers hand out `postgres://` URLs; SQLAlchemy would look for the
+        psycopg2 driver, which is not installed, so both spellings mean psycopg 3."""
+        if value is None:
+            return None
+        scheme, sep, rest = value.partition("://")
+        if scheme in ("postgres", "postgresql"):
+            return f"postgresql+psycopg{sep}{rest}"
+        if scheme.startswith("postgresql+") and scheme != "postgresql+psycopg":
+            raise ValueError(
+                f"{scheme}:// needs a driver Thankly does not ship; write postgresql://"
+            )
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @field_validator("mail_from")
+    @classmethod
+    def _mail_from_is_an_address(cls, value: str) -> str:
+        parsed = getaddresses([value])
+        address = parsed[0][1] if len(parsed) == 1 else ""
+        local, at, domain = address.rpartition("@")
+        if not (at and local and domain) or any(c.isspace() for c in address):
+            raise ValueError(
+                f"{value!r} is not an address; write e.g. "
+                "'Shop <thanks@shop.example>' or thanks@shop.example"
+            )
+        return value
+
     @field_validator("broker_url")
     @classmethod
     def _broker_is_redis(cls, value: str | None) -> str | None:
@@ -158,9 +204,45 @@ class Settings(BaseSettings):
 def load_settings() -> Settings:
     """Read the environment; raise SettingsError with one line naming the variable."""
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "?"
         message = first["msg"].removeprefix("Value error, ")
         raise SettingsError(f"THANKLY_{field.upper()}: {message}") from None
+    _check_secret_lengths(settings)
+    return settings
+
+
+def _check_secret_lengths(settings: Settings) -> None:
+    """Checked on what the environment gives, not in the model, so that tests may build
+    Settings with short throwaway keys."""
+    for name, minimum in MIN_LENGTHS.items():
+        secret: SecretStr | None = getattr(settings, name)
+        if secret is not None and len(secret.get_secret_value()) < minimum:
+            raise SettingsError(
+                f"THANKLY_{name.upper()}: must be at least {minimum} characters "
+                f"(is {len(secret.get_secret_value())}); make one with {HOW_TO_MAKE_ONE}"
+            )
+
+
+def setting_names() -> list[str]:
+    """Every variable Thankly reads, derived from the fields so it never goes stale."""
+    return sorted(f"THANKLY_{name.upper()}" for name in Settings.model_fields)
+
+
+def misspelt_variables(environ: Mapping[str, str]) -> list[str]:
+    """One warning per THANKLY_* variable that is no setting, with the closest one."""
+    valid = setting_names()
+    warnings = []
+    for name in sorted(environ):
+        if not name.startswith("THANKLY_") or name.startswith(FOREIGN_PREFIXES):
+            continue
+        if name in valid:
+            continue
+        # Compared without the shared prefix, which would make any two names look alike.
+        bare = [v.removeprefix("THANKLY_") for v in valid]
+        close = difflib.get_close_matches(name.removeprefix("THANKLY_"), bare, n=1, cutoff=0.7)
+        hint = f"; did you mean THANKLY_{close[0]}?" if close else ""
+        warnings.append(f"{name} is not a Thankly setting{hint}")
+    return warnings
