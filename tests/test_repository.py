@@ -222,3 +222,32 @@ def test_a_fresh_clone_in_an_empty_folder_collects_the_whole_suite(tmp_path: Pat
     assert tracked and collected == set(tracked), "modules that collected nothing: " + ", ".join(
         sorted(set(tracked) - collected)
     )
+
+
+# --- every sample a document names exists, and every sample is described ----------------
+
+_SAMPLE_PATH = re.compile(r"examples/events/[\w.{},\-]+\.json")
+_BRACES = re.compile(r"\{([^{}]*)\}")
+
+
+def _expand(pattern: str) -> list[str]:
+    match = _BRACES.search(pattern)
+    if not match:
+        return [pattern]
+    head, tail = pattern[: match.start()], pattern[match.end() :]
+    return [name for part in match.group(1).split(",") for name in _expand(head + part + tail)]
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/events.md"])
+def test_every_sample_event_a_document_names_exists(document: str) -> None:
+    text = (ROOT / document).read_text(encoding="utf-8")
+    named = {name for found in _SAMPLE_PATH.findall(text) for name in _expand(found)}
+    assert named, f"{document} names no sample event: is the pattern still right?"
+    missing = sorted(name for name in named if not (ROOT / name).is_file())
+    assert missing == [], f"{document} names sample events that do not exist"
+
+
+def test_the_samples_readme_describes_every_sample() -> None:
+    folder = ROOT / "examples" / "events"
+    described = set(re.findall(r"`([\w.\-]+\.json)`", (folder / "README.md").read_text()))
+    assert described == {path.name for path in folder.glob("*.json")}
