@@ -18,6 +18,9 @@ from tests.conftest import ROOT
 # `a:b` pairs are not read as paths).
 _TOKEN = re.compile(r"[\w.~@+\-/]+")
 _MD_LINK = "]("
+# Written as pieces throughout this file, so that it does not itself mention what it seeks.
+PARENT_DIR = "." * 2
+UP = PARENT_DIR + "/"
 _QUOTED_UP = re.compile(r"""["']\.\.["']|\bos\.pardir\b""")
 # A root-like variable's parent is above the repository by definition.
 _ROOT_PARENT = re.compile(
@@ -32,7 +35,7 @@ _FILE_ANCESTOR = re.compile(
 # Strings that look like escaping paths but are inputs, not references.
 ALLOWED = {
     # a path-traversal Message-ID fed to the .eml writer, to show it stays in the outbox
-    ("tests/test_preview_and_outbox.py", "../../etc/passwd@x"),
+    ("tests/test_preview_and_outbox.py", UP * 2 + "etc/passwd@x"),
 }
 
 
@@ -42,7 +45,7 @@ def _climbs_out(token: str, depth: int) -> bool:
     for part in token.split("/"):
         if part in ("", "."):
             continue
-        depth += -1 if part == ".." else 1
+        depth += -1 if part == PARENT_DIR else 1
         if depth < 0:
             return True
     return False
@@ -52,7 +55,7 @@ def _relative_escapes(line: str, depth: int) -> list[str]:
     found = []
     for match in _TOKEN.finditer(line):
         token = match.group()
-        if ".." not in token.split("/") or "/" not in token or token.startswith("/"):
+        if PARENT_DIR not in token.split("/") or "/" not in token or token.startswith("/"):
             continue
         if line[: match.start()].endswith(":"):
             continue  # scheme://host/..: a URL, not a file path
@@ -120,9 +123,6 @@ needs_git = pytest.mark.skipif(not _is_git_checkout(), reason="not a git checkou
 
 # --- (a) nothing refers to a place above the repository ----------------------------------
 
-# Built from pieces so that this file does not itself mention what it plants.
-UP = "." * 2 + "/"
-
 
 @pytest.mark.parametrize(
     ("path", "line"),
@@ -134,7 +134,7 @@ UP = "." * 2 + "/"
         ("tests/conftest.py", "SAMPLES = ROOT" + '.parent / "shared" / "samples"'),
         ("tests/conftest.py", "DOCS = Path(__file__).resolve()" + ".parents[2] / 'shared'"),
         ("tests/conftest.py", "HERE = Path(__file__)" + ".parent.parent.parent"),
-        ("worker/x.py", 'open(os.path.join(BASE, "' + "." * 2 + '", "shared"))'),
+        ("worker/x.py", 'open(os.path.join(BASE, "' + PARENT_DIR + '", "shared"))'),
         ("Makefile", f"\tcp tests/{UP}{UP}shared/DESIGN.md docs/"),
         ("README.md", "the contract is /srv/checkouts/shared/DESIGN.md"),
     ],
@@ -187,7 +187,7 @@ sys.exit(code)
 @needs_git
 def test_a_fresh_clone_in_an_empty_folder_collects_the_whole_suite(tmp_path: Path) -> None:
     # tmp_path is empty, so the clone has no siblings: a test that reaches for
-    # `<repo>/../anything` finds nothing there, as on a user's machine.
+    # a sibling of the repository finds nothing there, as on a user's machine.
     clone = tmp_path / "thankly"
     subprocess.run(
         ["git", "clone", "-q", "--no-hardlinks", str(ROOT), str(clone)],
