@@ -355,3 +355,47 @@ def test_cancel_send_now_and_stats_from_the_cli(
     first_column = "".join(line.split("│")[1].strip() for line in body)
     assert stats.exit_code == 0 and first_column == "feedback_logged/de"  # folded, never cut
     assert json.loads(runner.invoke(app, ["stats", "--json"]).stdout)[0]["sent"] == 1
+
+
+def test_the_enumerated_values_match_what_the_code_writes() -> None:
+    """The valid --status and --error-class values cannot drift from what is stored."""
+    import re
+
+    from tests.conftest import ROOT
+
+    statuses = {v for k, v in vars(LetterStatus).items() if k.isupper()}
+    assert set(admin.STATUSES) == statuses
+    senders = (ROOT / "worker" / "mail" / "senders.py").read_text()
+    raised = set(re.findall(r'SendError\(\s*[^,]+,\s*"([a-z-]+)"', senders))
+    assert raised and raised | {"render"} == set(admin.ERROR_CLASSES)
+
+
+def test_a_typo_in_an_option_lists_the_valid_values(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("THANKLY_DATABASE_URL", runtime.engine.url.render_as_string(False))
+    for args, valid in (
+        (["letters", "list", "--status", "faild"], "scheduled, queued, sending, sent, failed"),
+        (["letters", "replay", "--status", "sennt"], "failed, unknown, cancelled"),
+        (["letters", "list", "--error-class", "tls"], "connect, ehlo, auth"),
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, args
+        assert valid in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_exit_1_when_every_letter_was_refused(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failed, sent = letters_in(runtime, ["failed", "sent"])
+    monkeypatch.setenv("THANKLY_DATABASE_URL", runtime.engine.url.render_as_string(False))
+    monkeypatch.setenv("THANKLY_RULES_FILE", str(runtime.settings.rules_file))
+    monkeypatch.setenv("THANKLY_TEMPLATES_DIR", str(runtime.settings.templates_dir))
+    for command in (
+        ["letters", "replay", str(sent), "--yes"],
+        ["letters", "replay", str(sent), "--dry-run", "--json"],
+        ["letters", "cancel", str(sent), "--json"],
+        ["letters", "send-now", str(sent), "999"],
+    ):
+        assert runner.invoke(app, command).exit_code == 1, command
+    assert runner.invoke(app, ["letters", "replay", str(failed), str(sent), "--yes"]).exit_code == 0

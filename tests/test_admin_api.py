@@ -139,3 +139,29 @@ def test_the_admin_api_is_in_the_openapi_document(api: TestClient) -> None:
         "/admin/stats",
         "/admin/audit",
     } <= set(paths)
+
+
+def test_lists_are_newest_first_with_a_total(api: TestClient, admin_runtime: Runtime) -> None:
+    ids = [failed_letter(admin_runtime, n) for n in range(3)]
+    first = api.get("/admin/letters", params={"limit": 2}).json()
+    assert [x["id"] for x in first["letters"]] == ids[:0:-1]
+    assert (first["total"], first["page"], first["pages"], first["more"]) == (3, 1, 2, True)
+    last = api.get("/admin/letters", params={"limit": 2, "page": 2}).json()
+    assert [x["id"] for x in last["letters"]] == ids[:1] and last["more"] is False
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "valid"),
+    [
+        ("get", "/admin/letters", {"params": {"status": "faild"}}, "'failed'"),
+        ("get", "/admin/letters", {"params": {"error_class": "tls"}}, "'connect'"),
+        ("post", "/admin/letters/replay", {"json": {"status": "faild"}}, "'unknown'"),
+        ("post", "/admin/letters/replay", {"json": {"ids": [1], "error_class": "x"}}, "'rcpt'"),
+    ],
+)
+def test_a_typo_in_an_enumerated_value_is_422_with_the_valid_ones(
+    api: TestClient, method: str, path: str, kwargs: dict[str, Any], valid: str
+) -> None:
+    response = api.request(method.upper(), path, **kwargs)
+    assert response.status_code == 422
+    assert valid in json.dumps(response.json()["detail"])

@@ -21,7 +21,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 
 def _compact_table(*headers: str) -> Table:
     """Header rule only, one space between columns: more room for data at 80 columns."""
-    return Table(*headers, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
+    return Table(*headers, box=box.SIMPLE_HEAD, show_edge=False, padding=0)
 
 
 def _factory() -> sessionmaker[Session]:

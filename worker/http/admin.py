@@ -52,11 +52,11 @@ class Selection(BaseModel):
     """Which letters: ids, or a filter (status is then required)."""
 
     ids: list[int] = Field(default_factory=list)
-    status: str | None = None
+    status: admin.StatusName | None = None
     letter: str | None = None
     since: AwareDatetime | None = None
     until: AwareDatetime | None = None
-    error_class: str | None = None
+    error_class: admin.ErrorClass | None = None
     reason: str | None = Field(default=None, max_length=2000)
 
     def to_filter(self) -> admin.LetterFilter:
@@ -91,15 +91,17 @@ class SendNowRequest(IdsRequest):
 def list_letters(
     request: Request,
     actor: Actor,
-    status: str | None = None,
+    status: admin.StatusName | None = None,
     letter: str | None = None,
     contact: str | None = None,
     since: AwareDatetime | None = None,
     until: AwareDatetime | None = None,
-    error_class: str | None = None,
+    error_class: admin.ErrorClass | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     page: Annotated[int, Query(ge=1)] = 1,
 ) -> dict[str, Any]:
+    """Newest first, as `thankly letters list`; a typo in status or error_class is a 422
+    that lists the valid values."""
     flt = admin.LetterFilter(
         status=status,
         letter=letter,
@@ -107,11 +109,15 @@ def list_letters(
         since=since,
         until=until,
         error_class=error_class,
-        limit=limit + 1,
+        limit=limit,
         offset=(page - 1) * limit,
+        newest_first=True,
     )
-    rows = [admin.summary(x) for x in admin.find_letters(_runtime(request).session_factory, flt)]
-    return {"letters": rows[:limit], "page": page, "more": len(rows) > limit}
+    factory = _runtime(request).session_factory
+    rows = [admin.summary(x) for x in admin.find_letters(factory, flt)]
+    total = admin.count_letters(factory, flt)
+    pages = max(1, -(-total // limit))
+    return {"letters": rows, "page": page, "pages": pages, "total": total, "more": page < pages}
 
 
 @router.get("/letters/{letter_id}")
