@@ -3,63 +3,165 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
+from rich.table import Table
+from sqlalchemy.orm import Session, sessionmaker
 
-from worker.cli_common import fail, out
+from worker.cli_common import err, fail, out
 from worker.cli_common import settings_or_exit as _settings
+from worker.event_builder import (
+    DEFAULT_AMOUNT,
+    DEFAULT_CURRENCY,
+    EVENT_TYPES,
+    EventOptions,
+    OptionError,
+    build_event,
+)
 
 event_app = typer.Typer(help="Send events to a running Thankly.", no_args_is_help=True)
 events_app = typer.Typer(help="What arrived, and what each rule decided.", no_args_is_help=True)
 
 
-def _event_body(file: Path | None, event_type: str | None, email: str | None) -> bytes:
-    if file is not None:
-        if event_type or email:
-            fail("give either FILE or --type/--email, not both", 2)
-        try:
-            body = file.read_bytes()
-        except OSError as exc:
-            fail(f"cannot read {file}: {exc.strerror}", 2)
-        try:
-            json.loads(body)
-        except ValueError as exc:
-            fail(f"{file} is not valid JSON: {exc}", 2)
-        return body
-    if not (event_type and email):
-        fail("give an event FILE, or both --type and --email", 2)
-    document = {
-        "type": event_type,
-        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        "data": {"contact": {"email": email}},
-    }
-    return json.dumps(document).encode()
+def _read_file(file: Path) -> bytes:
+    try:
+        body = file.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror}", 2)
+    try:
+        json.loads(body)
+    except ValueError as exc:
+        fail(f"{file} is not valid JSON: {exc}", 2)
+    return body
+
+
+Opt = typer.Option  # keeps the option table below readable
 
 
 @event_app.command("send")
 def event_send(
-    file: Annotated[Path | None, typer.Argument(help="Event JSON file (generic format).")] = None,
-    event_type: Annotated[str | None, typer.Option("--type", help="Event type.")] = None,
-    email: Annotated[str | None, typer.Option("--email", help="Contact email.")] = None,
+    file: Annotated[
+        Path | None, typer.Argument(help="Event JSON file (generic format).", show_default=False)
+    ] = None,
+    event_type: Annotated[
+        str | None,
+        Opt(
+            "--type",
+            help=f"Build an event of this type: {', '.join(EVENT_TYPES)}.",
+            show_default=False,
+        ),
+    ] = None,
+    email: Annotated[str | None, Opt("--email", help="Contact email.", show_default=False)] = None,
+    name: Annotated[
+        str | None, Opt("--name", help='Contact name, "First Last".', show_default=False)
+    ] = None,
+    locale: Annotated[
+        str | None, Opt("--locale", help="Contact language, e.g. ru or de-AT.", show_default=False)
+    ] = None,
+    timezone: Annotated[
+        str | None,
+        Opt("--timezone", help="Contact time zone, e.g. Europe/Moscow.", show_default=False),
+    ] = None,
+    amount: Annotated[
+        str | None,
+        Opt(
+            "--amount",
+            help=f"deal.closed: deal amount [default: {DEFAULT_AMOUNT}]",
+            show_default=False,
+        ),
+    ] = None,
+    currency: Annotated[
+        str | None,
+        Opt(
+            "--currency",
+            help=f"deal.closed: ISO currency [default: {DEFAULT_CURRENCY}]",
+            show_default=False,
+        ),
+    ] = None,
+    deal: Annotated[
+        str | None,
+        Opt("--deal", help="Deal id [default for deal.closed: generated]", show_default=False),
+    ] = None,
+    owner_name: Annotated[
+        str | None,
+        Opt("--owner-name", help="Deal owner (the letter's signature).", show_default=False),
+    ] = None,
+    owner_email: Annotated[
+        str | None, Opt("--owner-email", help="Deal owner's email (Reply-To).", show_default=False)
+    ] = None,
+    rating: Annotated[
+        int | None, Opt("--rating", help="feedback.logged: rating 0-100.", show_default=False)
+    ] = None,
+    text: Annotated[
+        str | None, Opt("--text", help="feedback.logged: the feedback text.", show_default=False)
+    ] = None,
+    referred_name: Annotated[
+        str | None,
+        Opt("--referred-name", help="referral.made: who was referred.", show_default=False),
+    ] = None,
     url: Annotated[
-        str | None, typer.Option("--url", help="Webhook URL [default: PUBLIC_URL/webhooks/generic]")
+        str | None,
+        Opt(
+            "--url",
+            help="Webhook URL [default: THANKLY_PUBLIC_URL/webhooks/generic]",
+            show_default=False,
+        ),
     ] = None,
     event_id: Annotated[
-        str | None, typer.Option("--id", help="webhook-id; reuse one to test redelivery.")
+        str | None,
+        Opt(
+            "--id",
+            help="webhook-id; reuse one to test redelivery [default: generated]",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
-    """Sign an event with the webhook secret and post it, as a CRM would."""
+    """Sign an event with the webhook secret and post it, as a CRM would: a FILE, or one
+    built from --type, --email and the options below (what you leave out is filled in so
+    the shipped rules plan a letter, and the command says what it built)."""
     from worker.secrets_store import MissingSecretError, webhook_secrets
     from worker.signatures import signed_headers
 
+    options = EventOptions(
+        event_type or "",
+        email or "",
+        name=name,
+        locale=locale,
+        timezone=timezone,
+        amount=amount,
+        currency=currency,
+        deal=deal,
+        owner_name=owner_name,
+        owner_email=owner_email,
+        rating=rating,
+        text=text,
+        referred_name=referred_name,
+    )
+    if file is not None:
+        if any(v not in (None, "") for v in vars(options).values()):
+            fail("give either an event FILE or --type/--email and their options, not both", 2)
+        body = _read_file(file)
+    elif event_type and event_type not in EVENT_TYPES:
+        fail(f"--type {event_type!r} is not one of: {', '.join(EVENT_TYPES)}", 2)
+    elif not (event_type and email):
+        fail("give an event FILE, or both --type and --email", 2)
+    else:
+        try:
+            document, said = build_event(options, datetime.now(UTC))
+        except OptionError as exc:
+            fail(str(exc), 2)
+        body = json.dumps(document, ensure_ascii=False).encode()
+        # On stderr: stdout stays the one result line that scripts read.
+        err.print(said, markup=False)
+
     settings = _settings()
-    body = _event_body(file, event_type, email)
     try:
         secret = webhook_secrets(settings)[0]
     except MissingSecretError as exc:
@@ -82,6 +184,135 @@ def event_send(
         lines = "".join(f"\n  {p['field']}: {p['message']}" for p in problems)
         fail(f"{response.status_code} from {target}: {detail}{lines}")
     out.print(f"{response.status_code} {answer.get('status')} {msg_id}", highlight=False)
+
+
+JsonOpt = Annotated[bool, Opt("--json", help="Machine-readable output.")]
+
+
+def _short(iso: str | None) -> str:
+    """`2026-11-20T10:05:00+00:00` → `2026-11-20 10:05` (UTC): fits an 80-column table."""
+    return iso[:16].replace("T", " ") if iso else ""
+
+
+def _factory() -> sessionmaker[Session]:
+    from worker.db import make_engine, make_session_factory
+
+    return make_session_factory(make_engine(_settings().effective_database_url))
+
+
+@events_app.command("list")
+def list_events(
+    event_type: Annotated[
+        str | None, Opt("--type", help="Only this event type.", show_default=False)
+    ] = None,
+    contact: Annotated[
+        str | None, Opt("--contact", help="Only this contact email.", show_default=False)
+    ] = None,
+    since: Annotated[
+        str | None, Opt("--since", help="Received at or after (ISO).", show_default=False)
+    ] = None,
+    limit: Annotated[int, Opt("--limit", help="Rows per page.")] = 20,
+    page: Annotated[int, Opt("--page", help="Page number, from 1.")] = 1,
+    as_json: JsonOpt = False,
+) -> None:
+    """Events as they arrived, newest first, with what the rules made of each."""
+    from worker.cli_common import parse_when
+    from worker.event_log import EventFilter
+    from worker.event_log import list_events as query
+
+    if event_type is not None and event_type not in EVENT_TYPES:
+        fail(f"--type {event_type!r} is not one of: {', '.join(EVENT_TYPES)}", 2)
+    if limit < 1 or page < 1:
+        fail("--limit and --page start at 1", 2)
+    flt = EventFilter(event_type, contact, parse_when(since, "--since") if since else None)
+    found = query(_factory(), flt, limit, page)
+    if as_json:
+        out.print(json.dumps(found.as_dict(), ensure_ascii=False, indent=2), markup=False)
+        return
+    if not found.rows:
+        out.print("no events match" if found.total else "no events yet")
+        if found.total:
+            out.print(f"{found.total} event(s); page {page} is past the last ({found.pages})")
+        return
+    table = Table(
+        "id",
+        "received",
+        "source",
+        "type",
+        "contact",
+        "outcome",
+        box=None,
+        collapse_padding=True,
+        pad_edge=False,
+    )
+    for column in table.columns:
+        column.overflow = "fold"  # an address cut short is no use to an admin
+    for r in found.rows:
+        table.add_row(
+            str(r["id"]),
+            _short(r["received_at"]),
+            r["source"],
+            r["type"],
+            r["contact"] or "",
+            r["outcome"],
+        )
+    out.print(table)
+    out.print(f"{found.total} event(s), page {found.page} of {found.pages} (times UTC)")
+
+
+def _decision_line(d: dict[str, Any]) -> str:
+    """`deal-closed-thanks: suppressed: unsubscribed on … — letter #2, now suppressed, due …`"""
+    line = f"{d['rule'] or '(address)'}: {d['outcome']}"
+    if d["reason"]:
+        line += f": {d['reason']}"
+    if d["letter_id"]:
+        line += f" — letter #{d['letter_id']}, now {d['letter_status'] or 'gone'}"
+        if d["due_at"]:
+            line += f", due {_short(d['due_at'])} UTC"
+    return line
+
+
+@events_app.command("show")
+def show_event(
+    ref: Annotated[
+        str, typer.Argument(help="Event number (#42) or webhook-id.", show_default=False)
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """One event: who and what it was about, and what each rule that listened decided."""
+    from worker.event_log import event_story
+
+    story = event_story(_factory(), ref)
+    if story is None:
+        fail(f"no event {ref} (give its number, e.g. 42, or its webhook-id)")
+    if as_json:
+        out.print(json.dumps(story, ensure_ascii=False, indent=2), markup=False)
+        return
+    say = functools.partial(out.print, markup=False)
+    say(f"event #{story['id']}  {story['type']}  from {story['source']}, id {story['external_id']}")
+    say(f"  happened  {_short(story['occurred_at'])} UTC")
+    say(f"  received  {_short(story['received_at'])} UTC")
+    person = story["contact_details"]
+    name = " ".join(x for x in (person.get("first_name"), person.get("last_name")) if x)
+    extra = ", ".join(x for x in (name, person.get("locale"), person.get("timezone")) if x)
+    say(f"  contact   {story['contact'] or '-'}" + (f" ({extra})" if extra else ""))
+    if story["deal"]:
+        deal = story["deal"]
+        money = " ".join(str(deal[k]) for k in ("amount", "currency") if deal.get(k))
+        bits = [deal.get("id") or "(no id)", deal.get("title"), money]
+        say("  deal      " + ", ".join(str(b) for b in bits if b))
+    if story["decisions"] is None:
+        say("decisions: not recorded (this event was ingested before Thankly recorded them)")
+        for x in story["letters"]:
+            due = f", due {_short(x['due_at'])} UTC" if x["due_at"] else ""
+            say(f"  letter #{x['letter_id']} ({x['rule']}): {x['letter_status']}{due}")
+        return
+    if not story["decisions"]:
+        say(f"decisions: none (no rule listens to {story['type']})")
+        return
+    say("decisions:")
+    for d in story["decisions"]:
+        say("  " + _decision_line(d))
 
 
 @events_app.command("schema")
