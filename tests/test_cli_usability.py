@@ -103,6 +103,8 @@ def test_help_has_no_type_tags_and_shows_defaults() -> None:
     listing = runner.invoke(app, ["letters", "list", "--help"], env={"COLUMNS": "100"}).stdout
     assert "[default: 50]" in listing and "INTEGER" in listing
     assert re.search(r"--json +Machine-readable", listing)  # a flag takes no value
+    rules = runner.invoke(app, ["rules", "check", "-h"], env={"COLUMNS": "100"}).stdout
+    assert "default: THANKLY_RULES_FILE" in rules  # not swallowed as Rich markup
 
 
 def test_version() -> None:

@@ -44,7 +44,9 @@ def describe(rule: Rule) -> str:
 @rules_app.command("check")
 def check(
     file: Annotated[
-        Path | None, typer.Argument(help="Rules file [default: THANKLY_RULES_FILE]")
+        # No square brackets: Rich would read "[default: …]" as markup and drop it.
+        Path | None,
+        typer.Argument(help="Rules file; default: THANKLY_RULES_FILE (config/rules.yaml)."),
     ] = None,
 ) -> None:
     """Validate a rules file, then its letters (as `templates check`); print one line per
