@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.cli_common import err, fail, out
+from worker.cli_common import choice, err, fail, out, short_time
 from worker.cli_common import settings_or_exit as _settings
 from worker.event_builder import (
     DEFAULT_AMOUNT,
@@ -73,7 +73,7 @@ def event_send(
         str | None,
         Opt(
             "--amount",
-            help=f"deal.closed: deal amount [default: {DEFAULT_AMOUNT}]",
+            help=f"deal.closed: deal amount \\[default: {DEFAULT_AMOUNT}]",
             show_default=False,
         ),
     ] = None,
@@ -81,13 +81,13 @@ def event_send(
         str | None,
         Opt(
             "--currency",
-            help=f"deal.closed: ISO currency [default: {DEFAULT_CURRENCY}]",
+            help=f"deal.closed: ISO currency \\[default: {DEFAULT_CURRENCY}]",
             show_default=False,
         ),
     ] = None,
     deal: Annotated[
         str | None,
-        Opt("--deal", help="Deal id [default for deal.closed: generated]", show_default=False),
+        Opt("--deal", help="Deal id \\[default for deal.closed: generated]", show_default=False),
     ] = None,
     owner_name: Annotated[
         str | None,
@@ -110,7 +110,7 @@ def event_send(
         str | None,
         Opt(
             "--url",
-            help="Webhook URL [default: THANKLY_PUBLIC_URL/webhooks/generic]",
+            help="Webhook URL \\[default: THANKLY_PUBLIC_URL/webhooks/generic]",
             show_default=False,
         ),
     ] = None,
@@ -118,7 +118,7 @@ def event_send(
         str | None,
         Opt(
             "--id",
-            help="webhook-id; reuse one to test redelivery [default: generated]",
+            help="webhook-id; reuse one to test redelivery \\[default: generated]",
             show_default=False,
         ),
     ] = None,
@@ -148,9 +148,7 @@ def event_send(
         if any(v not in (None, "") for v in vars(options).values()):
             fail("give either an event FILE or --type/--email and their options, not both", 2)
         body = _read_file(file)
-    elif event_type and event_type not in EVENT_TYPES:
-        fail(f"--type {event_type!r} is not one of: {', '.join(EVENT_TYPES)}", 2)
-    elif not (event_type and email):
+    elif choice(event_type, EVENT_TYPES, "--type") is None or not email:
         fail("give an event FILE, or both --type and --email", 2)
     else:
         try:
@@ -190,7 +188,8 @@ JsonOpt = Annotated[bool, Opt("--json", help="Machine-readable output.")]
 
 
 def _short(iso: str | None) -> str:
-    """`2026-11-20T10:05:00+00:00` → `2026-11-20 10:05` (UTC): fits an 80-column table."""
+    """`2026-11-20T10:05:00+00:00` → `2026-11-20 10:05` (UTC): `events show` has room for
+    the year, which a sample or a replayed CRM export may need."""
     return iso[:16].replace("T", " ") if iso else ""
 
 
@@ -220,8 +219,7 @@ def list_events(
     from worker.event_log import EventFilter
     from worker.event_log import list_events as query
 
-    if event_type is not None and event_type not in EVENT_TYPES:
-        fail(f"--type {event_type!r} is not one of: {', '.join(EVENT_TYPES)}", 2)
+    choice(event_type, EVENT_TYPES, "--type")
     if limit < 1 or page < 1:
         fail("--limit and --page start at 1", 2)
     flt = EventFilter(event_type, contact, parse_when(since, "--since") if since else None)
@@ -236,7 +234,7 @@ def list_events(
         return
     table = Table(
         "id",
-        "received",
+        "received (UTC)",
         "source",
         "type",
         "contact",
@@ -250,14 +248,14 @@ def list_events(
     for r in found.rows:
         table.add_row(
             str(r["id"]),
-            _short(r["received_at"]),
+            short_time(r["received_at"]),
             r["source"],
             r["type"],
             r["contact"] or "",
             r["outcome"],
         )
     out.print(table)
-    out.print(f"{found.total} event(s), page {found.page} of {found.pages} (times UTC)")
+    out.print(f"{found.total} event(s), page {found.page} of {found.pages}")
 
 
 def _decision_line(d: dict[str, Any]) -> str:

@@ -117,7 +117,7 @@ def build_event(opts: EventOptions, now: datetime) -> tuple[dict[str, Any], str]
 
     document = {
         "type": opts.event_type,
-        "timestamp": now.isoformat().replace("+00:00", "Z"),
+        "timestamp": now.replace(microsecond=0).isoformat().replace("+00:00", "Z"),
         "data": data,
     }
     return document, "event: " + ", ".join(said)

@@ -211,7 +211,7 @@ class Planner:
                     "letter #%s (%s) scheduled, due %s (%s)",
                     letter.id,
                     rule.name,
-                    planned.due_at.isoformat(),
+                    planned.due_at.isoformat(timespec="seconds"),
                     where,
                 )
             else:
