@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
-from celery import Celery
+from typing import Any
+
+from celery import Celery, signals
 from sqlalchemy.exc import OperationalError
 
-from worker.settings import Settings
+from worker.settings import Settings, load_settings
 
 app = Celery("thankly", set_as_current=False)
+
+
+def _keep_thankly_logging(**_: Any) -> None:
+    """Any receiver here stops Celery from installing its own handlers and format. The
+    `thankly` commands have configured logging already; a bare `celery -A` start has not."""
+    import logging
+
+    from worker.logs import setup_logging
+
+    if not logging.getLogger().handlers:
+        settings = load_settings()
+        setup_logging(settings.log_level, settings.log_format)
+
+
+signals.setup_logging.connect(_keep_thankly_logging)
+
 
 # For tasks whose only transient failure is the database: retried soon, briefly (the
 # sweepers are the last line of defence). Never a long countdown: see principle 1.

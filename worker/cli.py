@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import shutil
+import signal
+import socket
 import sys
 import threading
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,7 +21,7 @@ from worker.cli_letters import crm_app, letters_app, stats_command
 from worker.cli_preview import preview, templates_app
 from worker.cli_rules import rules_app
 from worker.cli_suppressions import suppressions_app
-from worker.settings import Settings, redact_url
+from worker.settings import RUN_URL_FILE, Settings, redact_url
 
 if TYPE_CHECKING:
     from worker.runtime import Runtime
@@ -69,10 +74,63 @@ PortOpt = Annotated[int, typer.Option("--port", help="TCP port.")]
 
 
 def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    from worker.logs import setup_logging
+
+    setup_logging(settings.log_level, settings.log_format)
+
+
+def _listen(host: str, port: int, command: str) -> socket.socket:
+    """Bind before anything claims the port is ours; a taken port is one line, exit 2."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            fail(
+                f"port {port} is in use: stop the other process or use "
+                f"thankly {command} --port {port + 1}",
+                2,
+            )
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 2)
+
+
+def _serve(application: Any, sock: socket.socket, settings: Settings, **options: Any) -> None:
+    """uvicorn on an already bound socket, logging through Thankly's handler; its access
+    log (a line per request, pixels included) only when debugging."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        application,
+        log_config=None,
+        access_log=settings.log_level == "DEBUG",
+        **options,
     )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _link_host(host: str) -> str:
+    """Where a browser on this machine reaches a server listening on `host`."""
+    if host in ("0.0.0.0", ""):  # noqa: S104 - compared, not bound
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _cli_spelling() -> str:
+    """`thankly` when it is on PATH (an activated venv), else the path that works."""
+    # Not resolved: a venv's python is a symlink to the system one.
+    scripts = os.path.dirname(os.path.abspath(sys.executable))
+    found = shutil.which("thankly")
+    if found and os.path.dirname(os.path.abspath(found)) == scripts:
+        return "thankly"
+    script = os.path.join(scripts, "thankly")
+    relative = os.path.relpath(script)
+    return script if relative.startswith("..") else relative
 
 
 def _runtime(settings: Settings) -> Runtime:
@@ -116,17 +174,15 @@ def db_upgrade() -> None:
     settings = _settings()
     url = settings.effective_database_url
     try:
-        upgrade(url)
+        done = upgrade(url)
     except Exception as exc:
         fail(f"migration failed on {redact_url(url)}: {type(exc).__name__}: {exc}")
-    out.print(f"database is up to date: {redact_url(url)}", highlight=False)
+    out.print(done.describe(redact_url(url)), highlight=False, soft_wrap=True)
 
 
 @app.command()
 def run(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     """API + worker + scheduler in one process, on embedded defaults (try-out mode)."""
-    import uvicorn
-
     from worker.embedded import celery_worker_thread, scheduler_thread
     from worker.http.app import create_app
     from worker.migrate import upgrade
@@ -135,16 +191,23 @@ def run(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
 
     settings = _settings()
     _setup_logging(settings)
+    sock = _listen(host, port, "run")
+    url = f"http://{_link_host(host)}:{port}"
+    run_url_file = settings.var_dir / RUN_URL_FILE
+    if not os.environ.get("THANKLY_PUBLIC_URL", "").strip():
+        # Links in letters and `thankly event send` follow --host/--port.
+        settings = settings.model_copy(update={"public_url": url})
     secrets = webhook_secrets(settings, create=True)
     secret_key(settings, create=True)
-    upgrade(settings.effective_database_url)
+    log = logging.getLogger(__name__)
+    database = redact_url(settings.effective_database_url)
+    log.info("%s", upgrade(settings.effective_database_url).describe(database))
     runtime = _runtime(settings)
     _require_rules(runtime)
     set_runtime(runtime)
     from worker.celery_app import app as celery
 
-    url = f"http://{host}:{port}"
-    send_hint = "thankly event send --type deal.closed --email anna@example.org"
+    send_hint = f"{_cli_spelling()} event send --type deal.closed --email anna@example.org"
     if url != settings.public_url:
         send_hint += f" --url {url}/webhooks/generic"
     source = (
@@ -156,25 +219,31 @@ def run(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     letters = (
         redact_url(settings.smtp_url) if settings.smtp_url else f"{settings.outbox_dir}/ (.eml)"
     )
-    out.print(
-        f"\n[bold]Thankly is running at {url}[/]\n"
-        f"  database        {redact_url(settings.effective_database_url)}\n"
-        f"  broker          {broker}\n"
-        f"  letters         {letters}\n"
-        f"  webhook secret  {secrets[0]}  (from {source})\n\n"
-        f"Post a sample event from another terminal:\n  .venv/bin/{send_hint}\n",
-        highlight=False,
-        soft_wrap=True,
-    )
     with celery_worker_thread(celery), scheduler_thread(runtime):
-        uvicorn.run(create_app(runtime), host=host, port=port, log_level="info")
+        run_url_file.write_text(url + "\n")
+        out.print(
+            f"\n[bold]Thankly is running at {url}[/]\n"
+            f"  database        {database}\n"
+            f"  broker          {broker}\n"
+            f"  letters         {letters}\n"
+            f"  links           {settings.public_url}\n"
+            f"  webhook secret  {secrets[0]}  (from {source})\n\n"
+            f"Post a sample event from another terminal:\n  {send_hint}\n",
+            highlight=False,
+            soft_wrap=True,
+        )
+        # uvicorn re-raises SIGTERM once it has shut down; as an exit rather than the
+        # default kill, the threads stop cleanly and the stale address is removed.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        try:
+            _serve(create_app(runtime), sock, settings)
+        finally:
+            run_url_file.unlink(missing_ok=True)
 
 
 @app.command()
 def api(host: HostOpt = "0.0.0.0", port: PortOpt = 8000) -> None:  # noqa: S104 - a server
     """The HTTP API alone (production; needs THANKLY_BROKER_URL)."""
-    import uvicorn
-
     from worker.http.app import create_app
     from worker.runtime import set_runtime
     from worker.secrets_store import MissingSecretError
@@ -188,7 +257,7 @@ def api(host: HostOpt = "0.0.0.0", port: PortOpt = 8000) -> None:  # noqa: S104 
         application = create_app(runtime)
     except MissingSecretError as exc:
         fail(str(exc), 2)
-    uvicorn.run(application, host=host, port=port, log_level="info", proxy_headers=True)
+    _serve(application, _listen(host, port, "api"), settings, proxy_headers=True)
 
 
 @app.command()
@@ -226,8 +295,6 @@ def worker(
 @app.command()
 def scheduler() -> None:
     """The scheduler loop alone: enqueues what is due, re-enqueues what was lost."""
-    import signal
-
     from worker import scheduler as loop
     from worker.runtime import set_runtime
 

@@ -226,7 +226,15 @@ def send_letter(d: Delivery, letter_id: int) -> str:
             sent_at=d.clock.now(),
             last_error=None,
         )
-    log.info("letter #%s sent (%s)", letter_id, letter.message_id)
+    # The recipient's domain tells ops where it went; the address itself stays out of logs.
+    log.info(
+        "sent letter %s %s/%s to …@%s %s",
+        letter_id,
+        letter.letter,
+        letter.locale,
+        letter.contact_email.rpartition("@")[2],
+        letter.message_id,
+    )
     return "sent"
 
 

@@ -12,10 +12,10 @@ import difflib
 from collections.abc import Mapping
 from email.utils import getaddresses
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CrmKind = Literal["log", "http", "hubspot", "pipedrive"]
@@ -25,6 +25,10 @@ MIN_LENGTHS = {"secret_key": 32, "admin_token": 24}
 HOW_TO_MAKE_ONE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 # Variables with the prefix that belong to the test suite and benchmarks, not to Thankly.
 FOREIGN_PREFIXES = ("THANKLY_TEST_", "THANKLY_BENCH_")
+
+
+# `thankly run` writes the address it serves here (in the var dir) while it runs.
+RUN_URL_FILE = "run_url"
 
 
 class SettingsError(Exception):
@@ -101,6 +105,21 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=10.0, gt=0)
     sweep_grace_seconds: float = Field(default=60.0, gt=0)
     log_level: str = "INFO"
+    # `json`: one object per line (time, level, logger, message, exception) for shippers.
+    log_format: Literal["text", "json"] = "text"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _public_url_follows_thankly_run(cls, data: Any) -> Any:
+        """With THANKLY_PUBLIC_URL unset, the address of the `thankly run` serving this var
+        dir, so `thankly event send` and links reach it on whatever --port it was given."""
+        if not isinstance(data, dict) or data.get("public_url"):
+            return data
+        try:
+            url = (Path(data.get("var_dir") or "var") / RUN_URL_FILE).read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            return data
+        return {**data, "public_url": url} if url else data
 
     @field_validator("database_url", "broker_url", "smtp_url", "crm_url")
     @classmethod
@@ -132,6 +151,11 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"{value!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
         return level
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("mail_from")
     @classmethod
