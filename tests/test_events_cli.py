@@ -311,3 +311,45 @@ def test_show_an_unknown_event_fails(cli: Any, runtime: Runtime) -> None:
     result = cli("events", "show", "evt_nope")
     assert result.exit_code == 1
     assert "no event evt_nope" in result.stderr
+
+
+def test_list_mentions_webhooks_that_are_no_event_yet(
+    cli: Any, runtime: Runtime, history: list[str]
+) -> None:
+    from worker.intake import accept, mark_failed
+
+    now = runtime.clock.now()
+    accept(runtime.session_factory, "generic", "evt_waiting", json.dumps(RU_DEAL).encode(), now)
+    parked = accept(runtime.session_factory, "generic", "evt_bad", b'{"type": "x"}', now)
+    mark_failed(runtime.session_factory, parked.inbox_id, "not a valid event", runtime.clock)
+    result = cli("events", "list")
+    assert result.stdout.splitlines()[-1] == "4 event(s), page 1 of 1"
+    assert result.stderr == (
+        "webhooks not in this list: 1 waiting to be ingested; 1 could not be ingested "
+        "(the log says why)\n"
+    )
+    listed = json.loads(cli("events", "list", "--json").stdout)
+    assert listed["not_ingested"] == {"pending": 1, "failed": 1}
+
+
+@pytest.mark.parametrize(
+    ("event_type", "outcomes", "summary"),
+    [
+        ("deal.closed", ["scheduled"], "1 letter"),
+        ("feedback.logged", ["scheduled", "scheduled", "suppressed"], "2 letters +1 suppressed"),
+        ("deal.closed", ["suppressed"], "suppressed"),
+        ("deal.closed", ["cancelled"], "cancelled"),
+        ("deal.closed", ["no letter"], "no letter"),
+        ("referral.made", [], "no letter"),
+        ("deal.lost", ["cancelled", "cancelled"], "cancelled 2"),
+        ("deal.reopened", ["nothing to cancel"], "nothing pending"),
+        ("contact.unsubscribed", ["address suppressed", "suppressed"], "unsubscribed, 1 held"),
+        ("contact.unsubscribed", ["already suppressed"], "unsubscribed"),
+    ],
+)
+def test_outcome_summaries(event_type: str, outcomes: list[str], summary: str) -> None:
+    from worker.event_log import outcome_summary
+
+    decisions = [{"rule": "r", "outcome": o, "reason": None, "letter_id": 1} for o in outcomes]
+    assert outcome_summary(event_type, decisions) == summary
+    assert outcome_summary(event_type, None) == "not recorded"

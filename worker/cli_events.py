@@ -199,6 +199,15 @@ def _factory() -> sessionmaker[Session]:
     return make_session_factory(make_engine(_settings().effective_database_url))
 
 
+def _inbox_note(inbox: dict[str, int]) -> str | None:
+    """Webhooks that arrived but are no event (yet): stored, waiting for the worker, or
+    parked because they could not be ingested."""
+    parts = [f"{inbox['pending']} waiting to be ingested"] if inbox["pending"] else []
+    if inbox["failed"]:
+        parts.append(f"{inbox['failed']} could not be ingested (the log says why)")
+    return f"webhooks not in this list: {'; '.join(parts)}" if parts else None
+
+
 @events_app.command("list")
 def list_events(
     event_type: Annotated[
@@ -227,10 +236,13 @@ def list_events(
     if as_json:
         out.print(json.dumps(found.as_dict(), ensure_ascii=False, indent=2), markup=False)
         return
+    note = _inbox_note(found.inbox)
     if not found.rows:
         out.print("no events match" if found.total else "no events yet")
         if found.total:
             out.print(f"{found.total} event(s); page {page} is past the last ({found.pages})")
+        if note:
+            err.print(note, markup=False)
         return
     table = Table(
         "id",
@@ -256,6 +268,8 @@ def list_events(
         )
     out.print(table)
     out.print(f"{found.total} event(s), page {found.page} of {found.pages}")
+    if note:
+        err.print(note, markup=False)  # on stderr: about the pipeline, not a row of the list
 
 
 def _decision_line(d: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.events import CANCEL_EVENT_TYPES, LETTER_EVENT_TYPES
-from worker.models import Event, Letter
+from worker.models import Event, InboxItem, InboxStatus, Letter
 from worker.planning import Outcome
 
 
@@ -40,9 +40,18 @@ class EventPage:
     total: int
     page: int
     pages: int
+    # Webhooks stored but not (yet) events: {"pending": n, "failed": m}. An event arrives
+    # in the inbox first; one stuck there is still something that arrived.
+    inbox: dict[str, int]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"total": self.total, "page": self.page, "pages": self.pages, "events": self.rows}
+        return {
+            "total": self.total,
+            "page": self.page,
+            "pages": self.pages,
+            "events": self.rows,
+            "not_ingested": self.inbox,
+        }
 
 
 def _plural(count: int, word: str) -> str:
@@ -106,7 +115,14 @@ def list_events(
             .offset((page - 1) * limit)
         ).all()
         rows = [_row(e) for e in events]
-    return EventPage(rows, total, page, max(1, -(-total // limit)))
+        inbox = dict.fromkeys((InboxStatus.PENDING, InboxStatus.FAILED), 0)
+        for status, count in session.execute(
+            select(InboxItem.status, func.count())
+            .where(InboxItem.status.in_(list(inbox)))
+            .group_by(InboxItem.status)
+        ):
+            inbox[status] = count
+    return EventPage(rows, total, page, max(1, -(-total // limit)), inbox)
 
 
 def find_event(session: Session, ref: str) -> Event | None:
