@@ -263,7 +263,10 @@ def test_show_tells_the_event_and_each_decision_with_its_letter(
     assert text.startswith("event #1  deal.closed  from generic, id evt_1\n")
     assert "  happened  2026-11-20 10:00 UTC\n  received  2026-11-20 10:05 UTC\n" in text
     assert "  contact   anna.ivanova@example.org (Анна Иванова, ru, Europe/Moscow)" in text
-    assert "  deal      d-98765, Годовая подписка, 5000.00 EUR" in text
+    assert "  deal      d-98765, Годовая подписка, 5000.00 EUR\n" in text
+    assert "  owner     Иван Петров, ivan.petrov@seller.example\n" in text
+    feedback = cli("events", "show", "evt_4").stdout
+    assert "\n  feedback  9, Die Einrichtung ging schnell, aber der Export nach CSV" in feedback
     # Decided "scheduled"; the deal was lost since, so the letter is cancelled now.
     assert (
         f"  deal-closed-thanks: scheduled — letter #{first.id}, now cancelled, due "

@@ -313,6 +313,14 @@ def show_event(
         money = " ".join(str(deal[k]) for k in ("amount", "currency") if deal.get(k))
         bits = [deal.get("id") or "(no id)", deal.get("title"), money]
         say("  deal      " + ", ".join(str(b) for b in bits if b))
+    for label, part, keys in (
+        ("owner", story["owner"], ("name", "email")),
+        ("feedback", story["feedback"], ("rating", "text")),
+        ("referral", story["referral"], ("referred_name", "referred_company")),
+    ):
+        shown = [str(part[k]) for k in keys if part and part.get(k) not in (None, "")]
+        if shown:
+            say(f"  {label:<9} " + ", ".join(shown))
     if story["decisions"] is None:
         say("decisions: not recorded (this event was ingested before Thankly recorded them)")
         for x in story["letters"]:

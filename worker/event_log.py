@@ -175,6 +175,8 @@ def event_story(factory: sessionmaker[Session], ref: str) -> dict[str, Any] | No
                 "contact_details": data.get("contact") or {},
                 "deal": data.get("deal"),
                 "owner": data.get("owner"),
+                "feedback": data.get("feedback"),
+                "referral": data.get("referral"),
                 "decisions": None
                 if decided is None
                 else [
