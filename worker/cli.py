@@ -69,6 +69,9 @@ app.command("stats")(stats_command)
 app.command("preview")(preview)
 
 
+# Named, not __name__: under `python -m worker.cli` that would be `__main__`.
+log = logging.getLogger("worker.cli")
+
 HostOpt = Annotated[str, typer.Option("--host", help="Interface to listen on.")]
 PortOpt = Annotated[int, typer.Option("--port", help="TCP port.")]
 
@@ -154,7 +157,7 @@ def _require_rules(runtime: Runtime) -> None:
         for line in exc.lines():
             err.print(line)
         fail(f"{len(exc.problems)} problem(s) in the rules file; fix them and start again", 2)
-    logging.getLogger(__name__).info("%d rules loaded from %s", len(rules.rules), rules.source)
+    log.info("%d rules loaded from %s", len(rules.rules), rules.source)
 
 
 def _require_broker(settings: Settings, what: str) -> None:
@@ -199,7 +202,6 @@ def run(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
         settings = settings.model_copy(update={"public_url": url})
     secrets = webhook_secrets(settings, create=True)
     secret_key(settings, create=True)
-    log = logging.getLogger(__name__)
     database = redact_url(settings.effective_database_url)
     log.info("%s", upgrade(settings.effective_database_url).describe(database))
     runtime = _runtime(settings)
@@ -306,7 +308,7 @@ def scheduler() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    logging.getLogger(__name__).info("scheduler started")
+    log.info("scheduler started")
     loop.run_forever(runtime, stop)
 
 
