@@ -73,12 +73,11 @@ def decision(
 
 
 def mask_email(email: str | None) -> str:
-    """`anna@example.org` → `a***@example.org`: enough to tell recipients apart in a log
-    line without putting the address itself there."""
+    """`anna@example.org` → `…@example.org`: the recipient's domain, the way every log line
+    names a recipient (the "sent" line too), never the address itself."""
     if not email or "@" not in email:
         return "(no address)"
-    local, _, domain = email.rpartition("@")
-    return f"{local[:1]}***@{domain}"
+    return f"…@{email.rpartition('@')[2]}"
 
 
 def suppression_reason(session: Session, email: str) -> str | None:
