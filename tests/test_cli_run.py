@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -318,3 +319,97 @@ def test_the_worker_refuses_to_start_without_a_secret_key(tmp_path: Path) -> Non
     )
     assert result.returncode == 2
     assert "THANKLY_SECRET_KEY is not set" in result.stderr
+
+
+def test_a_taken_port_is_one_line_and_no_banner(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        port = held.getsockname()[1]
+        result = subprocess.run(
+            [*THANKLY, "run", "--port", str(port)],
+            env=thankly_env(tmp_path / "var"),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: port {port} is in use: stop the other process or use thankly run --port {port + 1}"
+    ]
+    assert "running" not in result.stdout
+    assert not (tmp_path / "var" / "webhook_secret").exists()  # refused before any set-up
+
+
+def test_links_and_event_send_follow_the_port_of_thankly_run(tmp_path: Path) -> None:
+    """No THANKLY_PUBLIC_URL: the banner appears only once the port accepts connections,
+    `event send` without --url reaches this port, and the letter's links point at it."""
+    var = tmp_path / "var"
+    port = free_port()
+    env = thankly_env(var) | {"THANKLY_RULES_FILE": str(RULES_FILE.parent / "rules.demo.yaml")}
+    proc = subprocess.Popen(
+        [*THANKLY, "run", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    instance = Instance(f"http://127.0.0.1:{port}", proc)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "Thankly is running" in line:
+                break
+        else:
+            pytest.fail("thankly run exited without its banner")
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        wait_ready(instance.url, proc)
+        sent = send(var, str(SAMPLES / "deal_closed.ru.json"))
+        assert sent.returncode == 0, sent.stderr
+        deadline = time.monotonic() + 30
+        while not list((var / "outbox").glob("[!.]*.eml")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        [eml] = list((var / "outbox").glob("[!.]*.eml"))  # not the file still being written
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    plain, html = (message.get_body((kind,)) for kind in ("plain", "html"))
+    assert plain is not None and html is not None
+    links = re.findall(r"https?://[^\s\"'<>]+", plain.get_content())
+    links += re.findall(r'(?:href|src)="(https?://[^"]+)"', html.get_content())
+    ours = [link for link in links if "/u/" in link or "/t/" in link]
+    assert ours and all(link.startswith(f"{instance.url}/") for link in ours), links
+    assert (
+        message["List-Unsubscribe"] is None or f"{instance.url}/u/" in message["List-Unsubscribe"]
+    )
+    assert not (var / "run_url").exists()  # a stopped instance leaves no address behind
+
+
+def test_db_upgrade_says_what_it_did(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from alembic.script import ScriptDirectory
+    from typer.testing import CliRunner
+
+    from worker.cli import app
+    from worker.migrate import alembic_config, upgrade
+
+    database = f"sqlite:///{tmp_path / 'thankly.db'}"
+    head = ScriptDirectory.from_config(alembic_config(database)).get_current_head()
+    monkeypatch.setenv("THANKLY_DATABASE_URL", database)
+    monkeypatch.setenv("THANKLY_RULES_FILE", str(RULES_FILE))
+    monkeypatch.setenv("THANKLY_TEMPLATES_DIR", str(TEMPLATES))
+    monkeypatch.setenv("THANKLY_VAR_DIR", str(tmp_path / "var"))
+
+    def db_upgrade() -> str:
+        result = CliRunner().invoke(app, ["db", "upgrade"])
+        assert result.exit_code == 0, result.output
+        return result.output.strip()
+
+    assert db_upgrade() == f"created the schema (revision {head}) in {database}"
+    assert db_upgrade() == f"the schema in {database} was up to date (revision {head})"
+
+    older = f"sqlite:///{tmp_path / 'older.db'}"
+    upgrade(older, "0003")
+    monkeypatch.setenv("THANKLY_DATABASE_URL", older)
+    assert db_upgrade() == f"upgraded the schema in {older} from revision 0003 to {head}"

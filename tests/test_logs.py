@@ -147,7 +147,8 @@ def test_a_real_thankly_run_logs_only_json_lines(tmp_path: Path) -> None:
                 capture_output=True,
                 timeout=30,
             )
-            while not list((tmp_path / "var" / "outbox").glob("*.eml")):
+            # The sent line is logged once the letter's status is committed.
+            while "sent letter" not in (tmp_path / "stderr").read_text():
                 assert time.monotonic() < deadline + 30, "no letter was sent"
                 time.sleep(0.2)
         finally:
