@@ -8,12 +8,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first (pinned by constraints.txt) so code edits do not reinstall them.
-COPY pyproject.toml constraints.txt README.md ./
+# Dependencies first, pinned by constraints.txt, in a layer that only pyproject.toml and
+# constraints.txt invalidate: a code edit rebuilds from the COPY below, not from here.
+COPY pyproject.toml constraints.txt ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+    && pip install -c constraints.txt -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+# Then the code itself, without touching the dependencies installed above.
+COPY README.md ./
 COPY worker ./worker
 COPY tasks ./tasks
 COPY migrations ./migrations
-RUN pip install -c constraints.txt .
+RUN pip install --no-deps .
 
 # What ops staff edit; compose also mounts these read-only so edits need no rebuild.
 COPY templates ./templates

@@ -105,3 +105,86 @@ def test_compose_settings_pass_validation() -> None:
     fields = {k.removeprefix("THANKLY_").lower(): v for k, v in env.items() if v != ""}
     settings = Settings.model_validate(fields)
     assert settings.broker_url == "redis://redis:6379/0"
+
+
+# --- .env reaches the containers (issue 9, point 8) ---------------------------------------
+
+EXAMPLE = (ROOT / "config" / "thankly.env.example").read_text()
+# Variables the example mentions, set or commented out (`# THANKLY_X=…`).
+EXAMPLE_VARS = re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", EXAMPLE, re.M)
+# Inside the stack these must point at its own services, whatever .env says.
+STACK_INTERNAL = {"THANKLY_DATABASE_URL", "THANKLY_BROKER_URL", "THANKLY_VAR_DIR"}
+
+
+def dockerfile_lines() -> list[str]:
+    return [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("name", THANKLY)
+def test_every_thankly_service_reads_env_file(name: str) -> None:
+    env_file = SERVICES[name]["env_file"]
+    assert (env_file if isinstance(env_file, list) else [env_file]) == [".env"]
+
+
+@pytest.mark.parametrize("name", THANKLY)
+def test_compose_overrides_only_the_stack_internal_settings(name: str) -> None:
+    """environment beats env_file, so any other value written here would hide the .env one;
+    what is not internal may only default a variable from .env to itself."""
+    for key, value in SERVICES[name]["environment"].items():
+        if key in STACK_INTERNAL or not key.startswith("THANKLY_"):
+            continue
+        assert re.fullmatch(r"\$\{" + key + r"(:-[^}]*|:\?[^}]*)\}", str(value)), (
+            f"{name}: {key}={value} would override THANKLY settings in .env"
+        )
+
+
+def test_every_variable_in_the_env_example_is_a_setting() -> None:
+    from worker.settings import setting_names
+
+    thankly = [v for v in EXAMPLE_VARS if v.startswith("THANKLY_")]
+    assert "THANKLY_RULES_FILE" in thankly and "THANKLY_LOG_FORMAT" in thankly
+    assert sorted(set(thankly) - set(setting_names())) == []
+    others = set(EXAMPLE_VARS) - set(thankly)
+    compose_text = (ROOT / "docker-compose.yml").read_text()
+    assert all("${" + v in compose_text for v in others), others  # e.g. POSTGRES_PASSWORD
+
+
+def test_the_env_example_offers_only_crm_values_that_work() -> None:
+    from worker.crm.adapters import make_crm
+    from worker.settings import Settings
+
+    [crm] = re.findall(r"^THANKLY_CRM=(\w+)$", EXAMPLE, re.M)
+    settings = Settings.model_validate({"crm": crm, "var_dir": "var"})
+    assert make_crm(settings) is not None
+    assert not re.search(r"hubspot|pipedrive", EXAMPLE, re.I)  # not available yet
+
+
+def test_a_rules_file_chosen_in_env_resolves_inside_the_container() -> None:
+    """`THANKLY_RULES_FILE=config/rules.demo.yaml` in .env: relative to the image's WORKDIR,
+    where compose mounts the repository's config/ folder."""
+    from worker.catalogue import Catalogue
+    from worker.rules import load_rules
+
+    [chosen] = re.findall(r"^#\s*THANKLY_RULES_FILE=(\S+)$", EXAMPLE, re.M)
+    assert not Path(chosen).is_absolute()
+    [workdir] = [line.split()[1] for line in dockerfile_lines() if line.startswith("WORKDIR ")]
+    in_container = Path(workdir) / chosen
+    mounts = {}
+    for volume in SERVICES["worker"]["volumes"]:
+        source, target = volume.split(":")[:2]
+        mounts[Path(target)] = ROOT / source
+    [(target, source)] = [(t, s) for t, s in mounts.items() if in_container.is_relative_to(t)]
+    on_host = source / in_container.relative_to(target)
+    rules = load_rules(on_host, Catalogue.scan(ROOT / "templates"))
+    # The demo's promise: a letter in Mailpit within a minute of the event.
+    assert rules.rules and all(r.delay.max.total_seconds() == 0 for r in rules.rules)
+
+
+def test_the_image_installs_dependencies_before_it_copies_the_code() -> None:
+    lines = dockerfile_lines()
+    install = next(i for i, line in enumerate(lines) if "-c constraints.txt" in line)
+    copies_before = [line for line in lines[:install] if line.startswith("COPY ")]
+    assert copies_before == ["COPY pyproject.toml constraints.txt ./"]
+    code = [i for i, line in enumerate(lines) if re.match(r"COPY (worker|tasks|migrations) ", line)]
+    assert len(code) == 3 and min(code) > install
+    assert any(line.startswith("RUN pip install --no-deps .") for line in lines[min(code) :])
