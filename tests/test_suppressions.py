@@ -245,3 +245,14 @@ def test_api_needs_the_token(api: tuple[TestClient, Runtime]) -> None:
             == 401
         )
     assert suppressed_emails(runtime) == []
+
+
+def test_api_audit_log_answers_for_one_address(api: tuple[TestClient, Runtime]) -> None:
+    client, _ = api
+    client.post("/admin/suppressions", json={"email": "anna@example.org", "reason": "GDPR"})
+    client.post("/admin/suppressions", json={"email": "olga@example.org", "reason": "bounce"})
+    entries = client.get("/admin/audit", params={"email": "Anna@Example.org"}).json()["entries"]
+    assert [(e["email"], e["action"], e["reason"]) for e in entries] == [
+        ("anna@example.org", "suppress", "GDPR")
+    ]
+    assert len(client.get("/admin/audit").json()["entries"]) == 2

@@ -361,6 +361,13 @@ def test_the_plain_text_part_ends_with_a_working_unsubscribe_link(
         letter_id,
     )
     assert entry.actor == "recipient (unsubscribe link)"
+    # On the letter's timeline it is the recipient's act, not an admin's.
+    from worker.timeline import letter_timeline
+
+    story = letter_timeline(runtime.session_factory, letter_id)
+    assert story is not None
+    whats = [e["what"] for e in story["timeline"]]
+    assert "suppress" in whats and "admin suppress" not in whats
 
 
 def test_a_template_that_shows_the_link_itself_gets_no_second_one() -> None:

@@ -318,17 +318,23 @@ def _missing(outcome: Outcome, ids: list[int]) -> None:
             outcome.refused[letter_id] = "no such letter"
 
 
-def audit_log(factory: sessionmaker[Session], letter_id: int | None = None) -> list[dict[str, Any]]:
+def audit_log(
+    factory: sessionmaker[Session], letter_id: int | None = None, email: str | None = None
+) -> list[dict[str, Any]]:
+    """Audit entries, oldest first; about one letter, or one address (suppressions)."""
     with factory() as session:
         q = select(AuditEntry).order_by(AuditEntry.id)
         if letter_id is not None:
             q = q.where(AuditEntry.letter_id == letter_id)
+        if email is not None:
+            q = q.where(AuditEntry.email == email.strip().lower())
         return [
             {
                 "at": e.at.isoformat(),
                 "actor": e.actor,
                 "action": e.action,
                 "letter_id": e.letter_id,
+                "email": e.email,
                 "reason": e.reason,
                 "details": e.details,
             }

@@ -15,6 +15,8 @@ from rich.console import Console
 from worker.settings import Settings, SettingsError, load_settings, misspelt_variables
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
     from worker.events import GenericEvent
 
 out = Console(highlight=False, soft_wrap=True)
@@ -128,3 +130,30 @@ def short_time(iso: str | None, *, seconds: bool = False) -> str:
     moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
     moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     return moment.strftime("%m-%d %H:%M:%S" if seconds else "%m-%d %H:%M")
+
+
+def date_time(iso: str | None) -> str:
+    """`2026-11-20T10:05:00+00:00` → `2026-11-20 10:05` (UTC), for listings that need the
+    year: a suppression or a replayed CRM export can be old."""
+    if not iso:
+        return ""
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def session_factory() -> sessionmaker[Session]:
+    """A session factory on the configured database, for commands that read or change it."""
+    from worker.db import make_engine, make_session_factory
+
+    return make_session_factory(make_engine(settings_or_exit().effective_database_url))
+
+
+def cli_actor() -> str:
+    """Who acted, for the audit log: the OS user running the command."""
+    import getpass
+
+    try:
+        return f"{getpass.getuser()} (cli)"
+    except (KeyError, OSError):
+        return "unknown user (cli)"

@@ -13,9 +13,8 @@ from typing import Annotated, Any
 import httpx
 import typer
 from rich.table import Table
-from sqlalchemy.orm import Session, sessionmaker
 
-from worker.cli_common import choice, err, fail, out, short_time
+from worker.cli_common import choice, date_time, err, fail, out, session_factory, short_time
 from worker.cli_common import settings_or_exit as _settings
 from worker.event_builder import (
     DEFAULT_AMOUNT,
@@ -187,18 +186,6 @@ def event_send(
 JsonOpt = Annotated[bool, Opt("--json", help="Machine-readable output.")]
 
 
-def _short(iso: str | None) -> str:
-    """`2026-11-20T10:05:00+00:00` → `2026-11-20 10:05` (UTC): `events show` has room for
-    the year, which a sample or a replayed CRM export may need."""
-    return iso[:16].replace("T", " ") if iso else ""
-
-
-def _factory() -> sessionmaker[Session]:
-    from worker.db import make_engine, make_session_factory
-
-    return make_session_factory(make_engine(_settings().effective_database_url))
-
-
 def _inbox_note(inbox: dict[str, int]) -> str | None:
     """Webhooks that arrived but are no event (yet): stored, waiting for the worker, or
     parked because they could not be ingested."""
@@ -232,7 +219,7 @@ def list_events(
     if limit < 1 or page < 1:
         fail("--limit and --page start at 1", 2)
     flt = EventFilter(event_type, contact, parse_when(since, "--since") if since else None)
-    found = query(_factory(), flt, limit, page)
+    found = query(session_factory(), flt, limit, page)
     if as_json:
         out.print(json.dumps(found.as_dict(), ensure_ascii=False, indent=2), markup=False)
         return
@@ -280,7 +267,7 @@ def _decision_line(d: dict[str, Any]) -> str:
     if d["letter_id"]:
         line += f" — letter #{d['letter_id']}, now {d['letter_status'] or 'gone'}"
         if d["due_at"]:
-            line += f", due {_short(d['due_at'])} UTC"
+            line += f", due {date_time(d['due_at'])} UTC"
     return line
 
 
@@ -294,7 +281,7 @@ def show_event(
     """One event: who and what it was about, and what each rule that listened decided."""
     from worker.event_log import event_story
 
-    story = event_story(_factory(), ref)
+    story = event_story(session_factory(), ref)
     if story is None:
         fail(f"no event {ref} (give its number, e.g. 42, or its webhook-id)")
     if as_json:
@@ -302,8 +289,8 @@ def show_event(
         return
     say = functools.partial(out.print, markup=False)
     say(f"event #{story['id']}  {story['type']}  from {story['source']}, id {story['external_id']}")
-    say(f"  happened  {_short(story['occurred_at'])} UTC")
-    say(f"  received  {_short(story['received_at'])} UTC")
+    say(f"  happened  {date_time(story['occurred_at'])} UTC")
+    say(f"  received  {date_time(story['received_at'])} UTC")
     person = story["contact_details"]
     name = " ".join(x for x in (person.get("first_name"), person.get("last_name")) if x)
     extra = ", ".join(x for x in (name, person.get("locale"), person.get("timezone")) if x)
@@ -324,7 +311,7 @@ def show_event(
     if story["decisions"] is None:
         say("decisions: not recorded (this event was ingested before Thankly recorded them)")
         for x in story["letters"]:
-            due = f", due {_short(x['due_at'])} UTC" if x["due_at"] else ""
+            due = f", due {date_time(x['due_at'])} UTC" if x["due_at"] else ""
             say(f"  letter #{x['letter_id']} ({x['rule']}): {x['letter_status']}{due}")
         return
     if not story["decisions"]:

@@ -8,11 +8,18 @@ from typing import Annotated, Any
 import typer
 from rich import box
 from rich.table import Table
-from sqlalchemy.orm import Session, sessionmaker
 
 from worker.admin import ERROR_CLASSES, STATUSES, LetterFilter, Outcome, find_letters
-from worker.cli_common import choice, err, fail, out, settings_or_exit, short_time
-from worker.db import make_engine, make_session_factory
+from worker.cli_common import (
+    choice,
+    cli_actor,
+    err,
+    fail,
+    out,
+    session_factory,
+    settings_or_exit,
+    short_time,
+)
 
 letters_app = typer.Typer(help="Inspect letters.", no_args_is_help=True)
 crm_app = typer.Typer(help="CRM write-back.", no_args_is_help=True)
@@ -24,11 +31,6 @@ def _compact_table(*headers: str) -> Table:
     return Table(*headers, box=box.SIMPLE_HEAD, show_edge=False, padding=0)
 
 
-def _factory() -> sessionmaker[Session]:
-    settings = settings_or_exit()
-    return make_session_factory(make_engine(settings.effective_database_url))
-
-
 @letters_app.command("show")
 def show(
     letter_id: Annotated[int, typer.Argument(help="Letter id.")], as_json: JsonOpt = False
@@ -36,7 +38,7 @@ def show(
     """A letter's timeline: planned, attempts, sent, opens, clicks, CRM deliveries."""
     from worker.timeline import letter_timeline
 
-    story = letter_timeline(_factory(), letter_id)
+    story = letter_timeline(session_factory(), letter_id)
     if story is None:
         fail(f"no letter #{letter_id}")
     if as_json:
@@ -71,7 +73,7 @@ def pending(as_json: JsonOpt = False) -> None:
     """CRM activities not delivered yet, with their last error."""
     from worker.timeline import pending_activities
 
-    rows = pending_activities(_factory())
+    rows = pending_activities(session_factory())
     if as_json:
         out.print(json.dumps(rows, indent=2), markup=False)
         return
@@ -109,15 +111,6 @@ ErrorOpt = Annotated[
     ),
 ]
 ReasonOpt = Annotated[str | None, typer.Option("--reason", help="Why (kept in the audit log).")]
-
-
-def _actor() -> str:
-    import getpass
-
-    try:
-        return f"{getpass.getuser()} (cli)"
-    except (KeyError, OSError):
-        return "unknown user (cli)"
 
 
 def _filter(
@@ -194,7 +187,7 @@ def list_letters(
         None, status, letter, contact, since, until, error_class, limit, (page - 1) * limit
     )
     flt.newest_first = True
-    factory = _factory()
+    factory = session_factory()
     rows = [summary(x) for x in find_letters(factory, flt)]
     if as_json:
         out.print(json.dumps(rows, ensure_ascii=False, indent=2), markup=False)
@@ -260,11 +253,11 @@ def replay_letters(
     if not ids and not status:
         fail("say which letters: ids, or a filter such as --status failed [--since …]", 2)
     settings = settings_or_exit()
-    factory = _factory()
+    factory = session_factory()
     flt = _filter(ids, status, letter, None, since, until, error_class)
     now = SystemClock().now()
     common: dict[str, Any] = {
-        "actor": _actor(),
+        "actor": cli_actor(),
         "reason": reason,
         "rate_per_second": settings.replay_rate_per_second,
         "force": force,
@@ -332,7 +325,7 @@ def cancel_letters(
     from worker.admin import cancel
     from worker.clock import SystemClock
 
-    outcome = cancel(_factory(), ids, SystemClock().now(), actor=_actor(), reason=reason)
+    outcome = cancel(session_factory(), ids, SystemClock().now(), actor=cli_actor(), reason=reason)
     if as_json:
         out.print(json.dumps(outcome.as_dict(), indent=2), markup=False)
     else:
@@ -360,10 +353,10 @@ def send_now_letters(
     except RulesError as exc:
         fail(f"the rules file is not valid, so the send window is unknown:\n{exc}")
     outcome = send_now(
-        _factory(),
+        session_factory(),
         ids,
         SystemClock().now(),
-        actor=_actor(),
+        actor=cli_actor(),
         reason=reason,
         window=defaults.send_window,
         default_timezone=defaults.timezone,
@@ -389,7 +382,7 @@ def stats_command(since: SinceOpt = None, as_json: JsonOpt = False) -> None:
     from worker.admin import stats
     from worker.cli_common import parse_when
 
-    rows = stats(_factory(), parse_when(since, "--since") if since else None)
+    rows = stats(session_factory(), parse_when(since, "--since") if since else None)
     if as_json:
         out.print(json.dumps(rows, indent=2), markup=False)
         return

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from worker.cli_common import fail, out
+from worker.cli_common import cli_actor, date_time, fail, out, session_factory
 
 suppressions_app = typer.Typer(
     help="Addresses that get no letters: list, add, remove.", no_args_is_help=True
@@ -18,11 +18,6 @@ EmailArg = Annotated[str, typer.Argument(help="Email address.", show_default=Fal
 ReasonOpt = Annotated[
     str, typer.Option("--reason", help="Why (kept in the audit log).", show_default=False)
 ]
-
-
-def _short_time(iso: str) -> str:
-    """`2026-11-20T10:05:00+00:00` → `2026-11-20 10:05`: fits an 80-column table."""
-    return iso[:16].replace("T", " ")
 
 
 def _print_json(value: Any) -> None:
@@ -38,10 +33,9 @@ def list_suppressions(
 ) -> None:
     """Suppressed addresses, newest first: reason, since, by which event or who."""
     from worker import suppressions
-    from worker.cli_letters import _factory
 
     try:
-        rows = suppressions.list_suppressions(_factory(), contact)
+        rows = suppressions.list_suppressions(session_factory(), contact)
     except suppressions.SuppressionError as exc:
         fail(f"--contact: {exc}", 2)
     if as_json:
@@ -54,7 +48,7 @@ def list_suppressions(
     for column in table.columns:
         column.overflow = "fold"  # an address cut short is no use
     for r in rows:
-        table.add_row(r["email"], r["reason"], _short_time(r["since"]), r["by"] or "")
+        table.add_row(r["email"], r["reason"], date_time(r["since"]), r["by"] or "")
     out.print(table)
     out.print(f"{len(rows)} suppressed address(es)")
 
@@ -66,11 +60,12 @@ def add(email: EmailArg, reason: ReasonOpt, as_json: JsonOpt = False) -> None:
     The CRM is not told: only a recipient's own unsubscribe is reported to it.
     """
     from worker import suppressions
-    from worker.cli_letters import _actor, _factory
     from worker.clock import SystemClock
 
     try:
-        done = suppressions.add(_factory(), email, reason, SystemClock().now(), actor=_actor())
+        done = suppressions.add(
+            session_factory(), email, reason, SystemClock().now(), actor=cli_actor()
+        )
     except suppressions.SuppressionError as exc:
         fail(str(exc), 2)
     if as_json:
@@ -78,7 +73,7 @@ def add(email: EmailArg, reason: ReasonOpt, as_json: JsonOpt = False) -> None:
         return
     if not done.added:
         out.print(
-            f"{done.email} was already suppressed since {_short_time(done.since.isoformat())} "
+            f"{done.email} was already suppressed since {date_time(done.since.isoformat())} "
             f"UTC ({done.reason}); nothing changed",
             markup=False,
         )
@@ -94,11 +89,12 @@ def remove(email: EmailArg, reason: ReasonOpt, as_json: JsonOpt = False) -> None
     Letters already suppressed stay suppressed.
     """
     from worker import suppressions
-    from worker.cli_letters import _actor, _factory
     from worker.clock import SystemClock
 
     try:
-        done = suppressions.remove(_factory(), email, reason, SystemClock().now(), actor=_actor())
+        done = suppressions.remove(
+            session_factory(), email, reason, SystemClock().now(), actor=cli_actor()
+        )
     except suppressions.NotSuppressed as exc:
         fail(str(exc), 1)
     except suppressions.SuppressionError as exc:

@@ -70,7 +70,10 @@ def letter_timeline(factory: sessionmaker[Session], letter_id: int) -> dict[str,
         entries.append(
             {
                 "at": _iso(entry.at),
-                "what": f"admin {entry.action}",
+                # A recipient's own unsubscribe is audited too, but it is not an admin's act.
+                "what": entry.action
+                if entry.actor.startswith("recipient")
+                else f"admin {entry.action}",
                 "detail": f"by {entry.actor}{why}",
             }
         )

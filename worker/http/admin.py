@@ -178,8 +178,10 @@ def stats(request: Request, actor: Actor, since: AwareDatetime | None = None) ->
 
 
 @router.get("/audit")
-def audit(request: Request, actor: Actor, letter_id: int | None = None) -> dict[str, Any]:
-    return {"entries": admin.audit_log(_runtime(request).session_factory, letter_id)}
+def audit(
+    request: Request, actor: Actor, letter_id: int | None = None, email: str | None = None
+) -> dict[str, Any]:
+    return {"entries": admin.audit_log(_runtime(request).session_factory, letter_id, email)}
 
 
 # --- suppressions: who gets no letters (worker/suppressions.py) --------------------------
