@@ -41,6 +41,7 @@ def restore_logging() -> Iterator[None]:
         n: (list(logging.getLogger(n).handlers), logging.getLogger(n).propagate) for n in names
     }
     yield
+    logging.captureWarnings(False)
     root.handlers[:] = saved_root[0]
     root.setLevel(saved_root[1])
     for name, (handlers, propagate) in saved.items():

@@ -108,6 +108,9 @@ def _serve(application: Any, sock: socket.socket, settings: Settings, **options:
         access_log=settings.log_level == "DEBUG",
         **options,
     )
+    # uvicorn says where it listens only for sockets it bound itself.
+    host, port = sock.getsockname()[:2]
+    log.info("serving HTTP on http://%s:%d", f"[{host}]" if ":" in host else host, port)
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -77,6 +77,8 @@ def setup_logging(level: str, fmt: LogFormat = "text", stream: IO[str] | None = 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(threshold)
+    # Library warnings (Celery's, say) become log lines in this format, not raw stderr.
+    logging.captureWarnings(True)
     for name in OWN_HANDLER_LOGGERS:
         logger = logging.getLogger(name)
         logger.handlers.clear()
