@@ -413,3 +413,15 @@ def test_db_upgrade_says_what_it_did(tmp_path: Path, monkeypatch: pytest.MonkeyP
     upgrade(older, "0003")
     monkeypatch.setenv("THANKLY_DATABASE_URL", older)
     assert db_upgrade() == f"upgraded the schema in {older} from revision 0003 to {head}"
+
+
+def test_without_thankly_public_url_settings_follow_the_running_instance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worker.settings import RUN_URL_FILE, Settings
+
+    assert Settings(var_dir=tmp_path).public_url == "http://127.0.0.1:8000"
+    (tmp_path / RUN_URL_FILE).write_text("http://127.0.0.1:8123\n")
+    assert Settings(var_dir=tmp_path).public_url == "http://127.0.0.1:8123"
+    monkeypatch.setenv("THANKLY_PUBLIC_URL", "https://thanks.shop.example/")
+    assert Settings(var_dir=tmp_path).public_url == "https://thanks.shop.example"

@@ -171,3 +171,28 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_an_unknown_log_format_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("THANKLY_")}
+    env |= {"THANKLY_LOG_FORMAT": "xml", "THANKLY_VAR_DIR": str(tmp_path / "var")}
+    result = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "db", "upgrade"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: THANKLY_LOG_FORMAT: Input should be 'text' or 'json'"
+    ]
+    assert not (tmp_path / "var").exists()
+
+
+def test_the_log_format_setting_ignores_case() -> None:
+    from worker.settings import Settings
+
+    assert Settings.model_validate({"log_format": " JSON "}).log_format == "json"
