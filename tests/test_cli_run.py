@@ -283,9 +283,9 @@ def test_a_demo_letter_opened_in_a_browser_reaches_the_crm_once(tmp_path: Path) 
                 timeout=30,
             )
             deadline = time.monotonic() + 30
-            while not list((var / "outbox").glob("*.eml")) and time.monotonic() < deadline:
+            while not list((var / "outbox").glob("[!.]*.eml")) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            [eml] = list((var / "outbox").glob("*.eml"))
+            [eml] = list((var / "outbox").glob("[!.]*.eml"))
             message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
             html_part = message.get_body(preferencelist=("html",))
             assert html_part is not None
