@@ -15,7 +15,7 @@ from tests.helpers import all_letters, ingest_doc
 from tests.smtp_server import Script, refusing_server, smtp_server
 from worker import scheduler
 from worker.clock import FixedClock
-from worker.models import Attempt, LetterStatus, Suppression
+from worker.models import Attempt, Letter, LetterStatus, Suppression
 from worker.runtime import Runtime
 from worker.sending import send_letter
 
@@ -205,11 +205,15 @@ def test_an_address_unsubscribed_after_queueing_gets_nothing(
         with runtime.session_factory.begin() as session:
             session.add(
                 Suppression(
-                    email="k.mueller@example.de", reason="unsubscribed", created_at=clock.now()
+                    email="k.mueller@example.de", reason="GDPR request", created_at=clock.now()
                 )
             )
         assert send_letter(runtime.delivery(), letter_id) == "suppressed"
     assert script.delivered == [] and script.connections == 0
+    with runtime.session_factory() as session:
+        letter = session.get_one(Letter, letter_id)
+    # The letter keeps the suppression's own reason, not a guess that it was an unsubscribe.
+    assert letter.status_reason == f"suppressed by hand on {clock.now().date()}: GDPR request"
 
 
 def test_a_letter_cancelled_after_queueing_is_skipped(make_runtime: Any, clock: FixedClock) -> None:
@@ -274,3 +278,15 @@ def test_a_worker_that_died_mid_send_leaves_an_unknown_letter(
 
 def test_script_defaults_are_independent() -> None:
     assert Script().data_replies == [] and Script().delivered == []
+
+
+def test_a_rendering_stored_without_its_locale_is_sent_with_the_letters_locale() -> None:
+    """Renderings kept before the locale was stored must not get the English footer."""
+    from typing import cast
+
+    from worker.sending import Delivery, render_letter
+
+    stored = {"subject": "Danke", "text": "Hallo", "html": "<p>Hallo</p>"}
+    letter = Letter(locale="de", rendered=stored, reuse_rendered=True)
+    rendered = render_letter(cast(Delivery, None), letter, {})  # the stored copy needs no runtime
+    assert (rendered.subject, rendered.locale) == ("Danke", "de")

@@ -62,7 +62,9 @@ def render_letter(d: Delivery, letter: Letter, payload: dict[str, Any]) -> Rende
     (Also what `thankly letters preview` shows.)"""
     if letter.reuse_rendered and letter.rendered:
         # An admin replayed it with --reuse-rendered: the exact letter as rendered before.
-        return Rendered(**letter.rendered)
+        stored = Rendered(**letter.rendered)
+        # Renderings stored before the locale was kept: the letter row knows it.
+        return stored if stored.locale else replace(stored, locale=letter.locale)
     contact = payload["data"].get("contact") or {}
     context = build_context(
         payload,
@@ -161,7 +163,7 @@ def send_letter(d: Delivery, letter_id: int) -> str:
                 letter_id,
                 now,
                 status=LetterStatus.SUPPRESSED,
-                status_reason="unsubscribed",
+                status_reason=suppressed,
             )
             log.info(
                 "letter #%s not sent: suppressed: %s (%s)",
