@@ -209,3 +209,25 @@ def test_outside_the_project_it_says_where_it_looked_and_writes_nothing(
     _one_line_exit_2(result, "no Thankly project here: looked for config/rules.yaml and")
     assert str(tmp_path) in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_event_send_needs_no_project_only_a_secret(tmp_path: Path) -> None:
+    """Posting to a Thankly elsewhere reads no project file and creates none."""
+    result = _run(
+        [
+            "event",
+            "send",
+            "--type",
+            "deal.closed",
+            "--email",
+            "a@example.org",
+            "--url",
+            "http://127.0.0.1:9/webhooks/generic",
+        ],
+        {"THANKLY_WEBHOOK_SECRETS": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "cannot reach http://127.0.0.1:9/webhooks/generic" in result.stderr
+    assert "no Thankly project" not in result.stderr
+    assert list(tmp_path.iterdir()) == []

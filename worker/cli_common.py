@@ -34,8 +34,10 @@ _warned = False
 LOCATIONS = ("var_dir", "database_url", "rules_file", "templates_dir")
 
 
-def settings_or_exit() -> Settings:
-    """The settings, after warning once about misspelt variables; or exit 2 on one line."""
+def settings_or_exit(*, in_project: bool = True) -> Settings:
+    """The settings, after warning once about misspelt variables; or exit 2 on one line.
+    `in_project=False` for commands that read no project file (`event send` posts to
+    another machine's Thankly with THANKLY_WEBHOOK_SECRETS from anywhere)."""
     global _warned
     if not _warned:
         _warned = True
@@ -45,7 +47,8 @@ def settings_or_exit() -> Settings:
         settings = load_settings()
     except SettingsError as exc:
         fail(str(exc), 2)
-    _require_project(settings)
+    if in_project:
+        _require_project(settings)
     return settings
 
 

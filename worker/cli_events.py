@@ -158,7 +158,7 @@ def event_send(
         # On stderr: stdout stays the one result line that scripts read.
         err.print(said, markup=False)
 
-    settings = _settings()
+    settings = _settings(in_project=False)
     try:
         secret = webhook_secrets(settings)[0]
     except MissingSecretError as exc:
