@@ -146,6 +146,7 @@ def test_run_then_send_stores_the_event(running: tuple[Instance, Path]) -> None:
     assert secret in output  # printed once so the user can configure a CRM...
     assert output.count(secret) == 1  # ...and never logged again
     assert "thankly event send --type deal.closed" in output
+    assert "bin/thankly" not in output  # one spelling, as in the README: activate, then `thankly`
 
 
 def test_send_without_a_running_instance_says_so(tmp_path: Path) -> None:

@@ -179,7 +179,9 @@ def test_rules_check_cli_valid_file_prints_a_line_per_rule() -> None:
         "deal-closed-thanks: deal.closed → deal_closed; after 24h to 72h; "
         "when deal.amount gte 100; cancelled by deal.reopened, deal.lost"
     )
-    assert len(lines) == 2 + 3
+    # Then the letters are checked against every example event: the last line says so.
+    assert len(lines) == 2 + 3 + 1
+    assert lines[-1].startswith("12 letters × ") and lines[-1].endswith(": no problems")
 
 
 def test_rules_check_cli_bad_file_exits_non_zero_with_file_and_line(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -127,16 +128,20 @@ def _link_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _cli_spelling() -> str:
-    """`thankly` when it is on PATH (an activated venv), else the path that works."""
+def _activate_first() -> str | None:
+    """`source .venv/bin/activate` when `thankly` is not on PATH yet (as after `make run`),
+    so the banner spells the CLI as the README does: `thankly …`, never `.venv/bin/thankly`."""
     # Not resolved: a venv's python is a symlink to the system one.
     scripts = os.path.dirname(os.path.abspath(sys.executable))
     found = shutil.which("thankly")
-    if found and os.path.dirname(os.path.abspath(found)) == scripts:
-        return "thankly"
-    script = os.path.join(scripts, "thankly")
-    relative = os.path.relpath(script)
-    return script if relative.startswith("..") else relative
+    activate = os.path.join(scripts, "activate")
+    if (found and os.path.dirname(os.path.abspath(found)) == scripts) or not os.path.exists(
+        activate
+    ):
+        return None
+    here = Path.cwd()
+    inside = Path(activate).is_relative_to(here)
+    return f"source {Path(activate).relative_to(here) if inside else activate}"
 
 
 def _runtime(settings: Settings) -> Runtime:
@@ -212,9 +217,12 @@ def run(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     set_runtime(runtime)
     from worker.celery_app import app as celery
 
-    send_hint = f"{_cli_spelling()} event send --type deal.closed --email anna@example.org"
+    send_hint = "thankly event send --type deal.closed --email anna@example.org"
     if url != settings.public_url:
         send_hint += f" --url {url}/webhooks/generic"
+    activate = _activate_first()
+    if activate:
+        send_hint = f"{activate}\n  {send_hint}"
     source = (
         "THANKLY_WEBHOOK_SECRETS"
         if settings.webhook_secrets
@@ -233,7 +241,7 @@ def run(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
             f"  letters         {letters}\n"
             f"  links           {settings.public_url}\n"
             f"  webhook secret  {secrets[0]}  (from {source})\n\n"
-            f"Post a sample event from another terminal:\n  {send_hint}\n",
+            f"Post a sample event from another terminal, in this folder:\n  {send_hint}\n",
             highlight=False,
             soft_wrap=True,
         )
