@@ -195,6 +195,21 @@ def client(runtime: Runtime) -> Iterator[TestClient]:
         yield test_client
 
 
+@pytest.fixture
+def cli(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Runs `thankly …` in this process against the test's database."""
+    from typer.testing import CliRunner, Result
+
+    from worker.cli import app
+
+    monkeypatch.setenv("THANKLY_DATABASE_URL", runtime.engine.url.render_as_string(False))
+
+    def run(*args: str) -> Result:
+        return CliRunner().invoke(app, list(args))
+
+    return run
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +18,26 @@ from worker.intake import accept, ingest
 from worker.models import Event, InboxItem, Letter
 from worker.runtime import Runtime
 from worker.signatures import signed_headers
+
+# `thankly` as a user runs it, in a process of its own, with this checkout's code.
+THANKLY = [sys.executable, "-m", "worker.cli"]
+
+
+def run_thankly(
+    *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`thankly ARGS` in a new process. Its THANKLY_* settings are exactly those in `env`:
+    the test process's own are dropped, so a developer's shell cannot change the result."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("THANKLY_")}
+    return subprocess.run(
+        [*THANKLY, *args],
+        env=base | dict(env or {}),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def event_doc(event_type: str = "deal.closed", email: str = "anna@example.org") -> dict[str, Any]:

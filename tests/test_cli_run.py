@@ -11,7 +11,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,9 +21,9 @@ import httpx
 import pytest
 
 from tests.conftest import RULES_FILE, SAMPLES, TEMPLATES, free_port
+from tests.helpers import THANKLY, run_thankly
 
 pytestmark = pytest.mark.slow
-THANKLY = [sys.executable, "-m", "worker.cli"]
 
 
 def thankly_env(var_dir: Path) -> dict[str, str]:
@@ -95,14 +94,7 @@ def running(tmp_path: Path) -> Iterator[tuple[Instance, Path]]:
 
 
 def send(var_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*THANKLY, "event", "send", *args],
-        env=thankly_env(var_dir),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    return run_thankly("event", "send", *args, env=thankly_env(var_dir), timeout=30)
 
 
 def events_in(var_dir: Path, timeout: float = 15) -> list[tuple[str, str]]:
@@ -179,14 +171,7 @@ def test_send_needs_a_file_or_type_and_email(tmp_path: Path) -> None:
 def test_production_processes_refuse_to_start_without_a_broker(
     tmp_path: Path, command: list[str]
 ) -> None:
-    result = subprocess.run(
-        [*THANKLY, *command],
-        env=thankly_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_thankly(*command, env=thankly_env(tmp_path), timeout=30)
     assert result.returncode == 2
     assert "THANKLY_BROKER_URL is not set" in result.stderr
 
@@ -195,14 +180,7 @@ def test_run_refuses_to_start_on_a_broken_rules_file(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES_FILE.read_text().replace("delay: 24h}", "delay: 24 hours}", 1))
     env = thankly_env(tmp_path / "var") | {"THANKLY_RULES_FILE": str(rules)}
-    result = subprocess.run(
-        [*THANKLY, "run", "--port", str(free_port())],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_thankly("run", "--port", str(free_port()), env=env)
     assert result.returncode == 2
     assert f"{rules}:" in result.stderr and "'24 hours' is not a duration" in result.stderr
     assert "fix them and start again" in result.stderr
@@ -298,14 +276,8 @@ def test_a_demo_letter_opened_in_a_browser_reaches_the_crm_once(tmp_path: Path) 
             deadline = time.monotonic() + 30
             while len(crm.accepted) < 2 and time.monotonic() < deadline:
                 time.sleep(0.2)
-            shown = subprocess.run(
-                [*THANKLY, "letters", "show", "1", "--json"],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=True,
-            )
+            shown = run_thankly("letters", "show", "1", "--json", env=env, timeout=30)
+            assert shown.returncode == 0, shown.stderr
     story = json.loads(shown.stdout)
     assert story["status"] == "sent", instance.output
     assert story["opens"] == {"human": 3, "machine": 0}
@@ -315,9 +287,7 @@ def test_a_demo_letter_opened_in_a_browser_reaches_the_crm_once(tmp_path: Path) 
 
 def test_the_worker_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
     env = thankly_env(tmp_path) | {"THANKLY_BROKER_URL": "redis://127.0.0.1:6379/11"}
-    result = subprocess.run(
-        [*THANKLY, "worker"], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    result = run_thankly("worker", env=env)
     assert result.returncode == 2
     assert "THANKLY_SECRET_KEY is not set" in result.stderr
 
@@ -325,14 +295,8 @@ def test_the_worker_refuses_to_start_without_a_secret_key(tmp_path: Path) -> Non
 def test_a_taken_port_is_one_line_and_no_banner(tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as held:
         port = held.getsockname()[1]
-        result = subprocess.run(
-            [*THANKLY, "run", "--port", str(port)],
-            env=thankly_env(tmp_path / "var"),
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        result = run_thankly(
+            "run", "--port", str(port), env=thankly_env(tmp_path / "var"), cwd=tmp_path
         )
     assert result.returncode == 2
     assert result.stderr.splitlines() == [

@@ -4,10 +4,8 @@ mistakes that stop every process with one line instead of a traceback."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ from sqlalchemy import update
 from typer.testing import CliRunner
 
 from tests.conftest import SAMPLES
-from tests.helpers import ingest_doc
+from tests.helpers import ingest_doc, run_thankly
 from worker import cli_letters
 from worker.cli import app
 from worker.models import Letter
@@ -27,7 +25,6 @@ from worker.runtime import Runtime
 from worker.settings import load_settings, misspelt_variables, setting_names
 
 runner = CliRunner()
-THANKLY = [sys.executable, "-m", "worker.cli"]
 FEEDBACK: dict[str, Any] = json.loads((SAMPLES / "feedback_logged.de.json").read_text())
 SHORT_TIME = re.compile(r"\b\d\d-\d\d \d\d:\d\d\b")
 
@@ -118,16 +115,7 @@ def test_version() -> None:
 def _run(
     args: list[str], env: dict[str, str], cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("THANKLY_")}
-    return subprocess.run(
-        [*THANKLY, *args],
-        env=base | env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_thankly(*args, env=env, cwd=cwd)
 
 
 def _one_line_exit_2(result: subprocess.CompletedProcess[str], starts: str) -> None:

@@ -14,11 +14,10 @@ import pytest
 import time_machine
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from tests.conftest import NOW, SAMPLES, SECRET
 from tests.helpers import all_letters, ingest_doc
-from worker.cli import app
 from worker.clock import FixedClock
 from worker.intake import ingest
 from worker.models import Event, InboxItem, InboxStatus, LetterStatus
@@ -28,17 +27,6 @@ RU_DEAL: dict[str, Any] = json.loads((SAMPLES / "deal_closed.ru.json").read_text
 TYPES = (
     "deal.closed, feedback.logged, referral.made, deal.reopened, deal.lost, contact.unsubscribed"
 )
-
-
-@pytest.fixture
-def cli(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Runs `thankly …` against the test's database."""
-    monkeypatch.setenv("THANKLY_DATABASE_URL", runtime.engine.url.render_as_string(False))
-
-    def run(*args: str) -> Result:
-        return CliRunner().invoke(app, list(args))
-
-    return run
 
 
 @pytest.fixture

@@ -11,11 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import func, select
-from typer.testing import CliRunner, Result
 
 from tests.conftest import make_settings
 from tests.helpers import all_letters, event_doc, ingest_doc
-from worker.cli import app
 from worker.clock import FixedClock
 from worker.http.app import create_app
 from worker.models import AuditEntry, CrmActivity, LetterStatus, Suppression
@@ -29,17 +27,6 @@ def feedback(email: str, when: str = "2026-11-20T10:00:00Z") -> dict[str, Any]:
     doc = event_doc("feedback.logged", email)
     doc["timestamp"] = when
     return doc
-
-
-@pytest.fixture
-def cli(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Runs `thankly …` against the test's database."""
-    monkeypatch.setenv("THANKLY_DATABASE_URL", runtime.engine.url.render_as_string(False))
-
-    def run(*args: str) -> Result:
-        return CliRunner().invoke(app, list(args))
-
-    return run
 
 
 def audit_entries(runtime: Runtime) -> list[AuditEntry]:
