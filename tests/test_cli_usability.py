@@ -219,3 +219,8 @@ def test_event_send_needs_no_project_only_a_secret(tmp_path: Path) -> None:
     assert "cannot reach http://127.0.0.1:9/webhooks/generic" in result.stderr
     assert "no Thankly project" not in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_mistyped_worker_pool_lists_the_valid_ones(tmp_path: Path) -> None:
+    result = run_thankly("worker", "--pool", "gevnt", env={"THANKLY_VAR_DIR": str(tmp_path)})
+    _one_line_exit_2(result, "--pool 'gevnt' is not one of: prefork, threads, solo")

@@ -67,7 +67,7 @@ def test_preview_falls_back_and_says_so() -> None:
     ("args", "message"),
     [
         (["thanks_generic"], "no letter 'thanks_generic'"),
-        (["deal_closed", "--format", "pdf"], "--format must be"),
+        (["deal_closed", "--format", "pdf"], "--format 'pdf' is not one of: text, html, eml"),
         (["deal_closed", "--event", "nope.json"], "cannot read nope.json"),
     ],
 )

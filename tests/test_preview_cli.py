@@ -249,4 +249,4 @@ def test_an_unknown_letter_is_one_line_and_exit_1(
 
 def test_a_wrong_format_lists_the_valid_ones(planned: Letter) -> None:
     code, _, err = invoke("letters", "preview", str(planned.id), "--format", "pdf")
-    assert code == 2 and "--format must be text, html or eml, not 'pdf'" in err
+    assert code == 2 and "--format 'pdf' is not one of: text, html, eml" in err

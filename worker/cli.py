@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from worker.cli_common import err, fail, out
+from worker.cli_common import choice, err, fail, out
 from worker.cli_common import settings_or_exit as _settings
 from worker.cli_events import event_app, events_app
 from worker.cli_letters import crm_app, letters_app, stats_command
@@ -273,6 +273,10 @@ def api(host: HostOpt = "0.0.0.0", port: PortOpt = 8000) -> None:  # noqa: S104 
     _serve(application, _listen(host, port, "api"), settings, proxy_headers=True)
 
 
+# The Celery pools that fit Thankly's tasks (gevent/eventlet would need extra packages).
+POOLS = ("prefork", "threads", "solo")
+
+
 @app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(help="Parallel tasks.")] = 4,
@@ -282,6 +286,7 @@ def worker(
     from worker.celery_app import app as celery
     from worker.runtime import set_runtime
 
+    choice(pool, POOLS, "--pool")
     settings = _settings()
     _require_broker(settings, "worker")
     _setup_logging(settings)

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from worker.cli_common import err, fail, out, read_event_file
+from worker.cli_common import choice, err, fail, out, read_event_file
 from worker.cli_common import settings_or_exit as _settings
 from worker.settings import Settings
 
@@ -26,8 +26,7 @@ NO_IMAGES = '<meta http-equiv="Content-Security-Policy" content="img-src data:">
 
 
 def _check_format(fmt: str) -> None:
-    if fmt not in FORMATS:
-        fail(f"--format must be {', '.join(FORMATS[:-1])} or {FORMATS[-1]}, not {fmt!r}", 2)
+    choice(fmt, FORMATS, "--format")
 
 
 def _write_html(settings: Settings, name: str, html: str) -> None:
