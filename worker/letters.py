@@ -9,6 +9,7 @@ environment so "Müller & Co" stays readable there.
 
 from __future__ import annotations
 
+import html as html_lib
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,15 +22,18 @@ import css_inline
 from babel.core import Locale, UnknownLocaleError
 from babel.dates import format_date
 from babel.numbers import format_currency, format_decimal
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from worker.html_links import mark_links
 from worker.rules import CONDITION_PATHS
 
 MAX_SUBJECT = 60
 _INLINER = css_inline.CSSInliner(load_remote_stylesheets=False, keep_style_tags=False)
 _SPACE = re.compile(r"\s+")
 _BLANK_RUNS = re.compile(r"\n[ \t]*(\n[ \t]*)+\n")
+# An href written out whole in a template's markup (no Jinja expression inside it).
+_LITERAL_HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"{}]*)"|'([^'{}]*)')""", re.IGNORECASE)
 
 
 class RenderError(Exception):
@@ -109,7 +113,7 @@ def build_context(
 class Renderer:
     def __init__(self, templates_dir: Path) -> None:
         self._root = templates_dir.resolve()
-        loader = FileSystemLoader(self._root)
+        loader = self._loader = FileSystemLoader(self._root)
         common: dict[str, Any] = {
             "loader": loader,
             "undefined": StrictUndefined,
@@ -126,11 +130,36 @@ class Renderer:
             subject = _shorten(subject, MAX_SUBJECT)
             text = self._text.get_template(f"{base}/body.txt").render(context)
             html = self._html.get_template(f"{base}/body.html").render(context, subject=subject)
+            links = self._template_links(f"{base}/body.html")
         except TemplateError as exc:
             raise RenderError(f"{self._where(exc, base)}: {type(exc).__name__}: {exc}") from None
         # Optional paragraphs that rendered empty leave blank runs; fold them to one.
         text = _BLANK_RUNS.sub("\n\n", text).strip() + "\n"
-        return Rendered(subject, text, _INLINER.inline(html), locale)
+        # Click tracking follows only links the template chose, marked here on the parsed
+        # markup, before CSS inlining writes the text's quotes back out unescaped.
+        if context.get("next_step_url"):
+            links.add(context["next_step_url"])
+        return Rendered(subject, text, _INLINER.inline(mark_links(html, links)), locale)
+
+    def _template_links(self, name: str) -> set[str]:
+        """The http(s) URLs written literally in `name`'s markup and the templates it
+        extends or includes. A URL built from data is never one of them."""
+        found: set[str] = set()
+        pending, seen = [name], set()
+        while pending:
+            current = pending.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            source, _, _ = self._loader.get_source(self._html, current)
+            tree = self._html.parse(source, current)
+            for data in tree.find_all(nodes.TemplateData):
+                for quoted in _LITERAL_HREF.finditer(data.data):
+                    url = safe_url(html_lib.unescape(quoted.group(1) or quoted.group(2) or ""))
+                    if url:
+                        found.add(url)
+            pending.extend(n for n in meta.find_referenced_templates(tree) if n)
+        return found
 
     def _where(self, exc: TemplateError, fallback: str) -> str:
         """`letter/locale/file:line` of the failing template line, for ops staff."""

@@ -8,15 +8,15 @@ reported to the CRM (the first one, or every one with THANKLY_CRM_OPENS=all).
 from __future__ import annotations
 
 import hashlib
-import html as html_lib
 import json
-import re
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.crm.activities import record
+from worker.html_links import TRACK_MARK, Attrs, edit_anchors
+from worker.letters import safe_url
 from worker.models import Click, Letter, Open
 from worker.suppressions import ADDED, audit, suppress
 from worker.tokens import make_token, read_token
@@ -94,29 +94,30 @@ def read_click(secret: str, token: str) -> tuple[int, str] | None:
     return letter_id, url
 
 
-_HREF = re.compile(r'href="(https?://[^"]+)"')
-
-
 def instrument_html(html: str, letter_id: int, secret: str, public_url: str, keep: str) -> str:
-    """Route http(s) links through /t/c/ and add the open pixel. `keep` (the unsubscribe
-    link) stays direct: it must work even where tracking is blocked."""
+    """Route the template's own links through /t/c/ and add the open pixel.
 
-    def rewrite(match: re.Match[str]) -> str:
-        url = html_lib.unescape(match.group(1))
-        if url == keep:
-            return match.group(0)
-        return f'href="{public_url}/t/c/{click_token(secret, letter_id, url)}"'
+    Only <a> elements the renderer marked (worker/html_links.py: links the template wrote,
+    never CRM text) are rewritten, on the parsed document. `keep` (the unsubscribe link)
+    stays direct: it must work even where tracking is blocked."""
 
-    tracked = _HREF.sub(rewrite, html)
+    def rewrite(attrs: Attrs) -> Attrs | None:
+        if not any(name == TRACK_MARK for name, _ in attrs):
+            return None
+        rewritten: Attrs = []
+        for name, value in attrs:
+            if name == TRACK_MARK:
+                continue
+            if name == "href" and value and value != keep and safe_url(value):
+                value = f"{public_url}/t/c/{click_token(secret, letter_id, value)}"
+            rewritten.append((name, value))
+        return rewritten
+
     pixel = (
         f'<img src="{public_url}/t/o/{open_token(secret, letter_id)}.gif" width="1" height="1"'
         ' alt="" style="display:block;border:0;width:1px;height:1px">'
     )
-    return (
-        tracked.replace("</body>", pixel + "</body>", 1)
-        if "</body>" in tracked
-        else tracked + pixel
-    )
+    return edit_anchors(html, rewrite, before_body_end=pixel)
 
 
 # --- what a hit records ----------------------------------------------------------------
