@@ -70,3 +70,29 @@ def configure(settings: Settings) -> Celery:
         worker_send_task_events=False,
     )
     return app
+
+
+def run_worker(argv: list[str]) -> int:
+    """Run `celery worker ARGV` and return the worker's exit status.
+
+    Celery's own `worker_main` drops the status its command computes, so a worker that
+    stopped on an unrecoverable broker error would look like a clean stop to a supervisor
+    that restarts only on failure. This runs the same command and keeps the status.
+    """
+    import click
+    from celery.bin.celery import celery as celery_command
+    from celery.worker import state
+
+    # What Celery's `app.start` does to run its command on this app instead of `-A`.
+    celery_command.params[0].default = app
+    try:
+        status = celery_command.main(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        status = exc.exit_code
+    finally:
+        celery_command.params[0].default = None
+    if isinstance(status, int):
+        return status
+    # A cold shutdown (WorkerTerminate) leaves no status on the worker; the flag that
+    # requested it may hold one. A stop with no status at all was no orderly stop.
+    return state.should_terminate if isinstance(state.should_terminate, int) else 1

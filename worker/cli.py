@@ -283,7 +283,7 @@ def worker(
     pool: Annotated[str, typer.Option(help="Celery pool: prefork, threads, solo.")] = "prefork",
 ) -> None:
     """The Celery worker alone (production; needs THANKLY_BROKER_URL)."""
-    from worker.celery_app import app as celery
+    from worker.celery_app import run_worker
     from worker.runtime import set_runtime
 
     choice(pool, POOLS, "--pool")
@@ -299,7 +299,7 @@ def worker(
     except MissingSecretError as exc:
         fail(str(exc), 2)
     set_runtime(runtime)
-    celery.worker_main(
+    status = run_worker(
         [
             "worker",
             f"--concurrency={concurrency}",
@@ -308,6 +308,14 @@ def worker(
             f"--loglevel={settings.log_level.upper()}",
         ]
     )
+    if status:
+        # A supervisor restarts a worker that fails; a 0 here would leave sending stopped.
+        log.error(
+            "the Celery worker stopped with exit status %s (the reason is logged above); "
+            "exiting with it so that a supervisor restarts the worker",
+            status,
+        )
+        raise typer.Exit(status)
 
 
 @app.command()
