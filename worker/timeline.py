@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.models import Attempt, AuditEntry, Click, CrmActivity, Event, Letter, Open
+from worker.tracking import HITS_KEPT_PER_LETTER
 
 
 def _iso(value: Any) -> str | None:
@@ -55,6 +56,19 @@ def letter_timeline(factory: sessionmaker[Session], letter_id: int) -> dict[str,
         )
     for c in clicks:
         entries.append({"at": _iso(c.at), "what": "click", "detail": c.url})
+    # Hits past the rows kept per letter are only counted; say so after the last kept one.
+    for noun, extra, kept in (
+        ("open", letter.extra_opens, opens),
+        ("click", letter.extra_clicks, clicks),
+    ):
+        if extra:
+            entries.append(
+                {
+                    "at": _iso(max(hit.at for hit in kept)) if kept else None,
+                    "what": f"{noun}s not kept",
+                    "detail": f"{extra} counted, beyond the first {HITS_KEPT_PER_LETTER} kept",
+                }
+            )
     for act in activities:
         when = act.delivered_at or act.updated_at
         error = f" (last error: {act.last_error})" if act.last_error else ""
@@ -98,6 +112,8 @@ def letter_timeline(factory: sessionmaker[Session], letter_id: int) -> dict[str,
             "machine": sum(o.kind == "machine" for o in opens),
         },
         "clicks": len(clicks),
+        "extra_opens": letter.extra_opens,
+        "extra_clicks": letter.extra_clicks,
         "timeline": entries,
     }
 

@@ -11,8 +11,8 @@ import hashlib
 import json
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from worker.crm.activities import record
 from worker.html_links import TRACK_MARK, Attrs, edit_anchors
@@ -25,6 +25,10 @@ PIXEL_GIF = (
     b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00"
     b"\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
 )
+
+# Opens and clicks stored as rows per letter; later hits are only counted (letters.
+# extra_opens / extra_clicks), so a loop of requests cannot grow the tables without limit.
+HITS_KEPT_PER_LETTER = 50
 
 LINK_ACTOR = "recipient (unsubscribe link)"  # the audit log's actor for link unsubscribes
 
@@ -123,6 +127,27 @@ def instrument_html(html: str, letter_id: int, secret: str, public_url: str, kee
 # --- what a hit records ----------------------------------------------------------------
 
 
+def _lock(session: Session, letter_id: int, counter: InstrumentedAttribute[int]) -> Letter | None:
+    """The letter, locked until the transaction ends, so that counting its kept hits and
+    adding one is atomic. An UPDATE (of nothing: x = x) locks the row on PostgreSQL and the
+    database on SQLite, where SELECT … FOR UPDATE locks nothing."""
+    locked = session.execute(
+        update(Letter).where(Letter.id == letter_id).values({counter: counter})
+    )
+    if getattr(locked, "rowcount", 0) != 1:
+        return None
+    return session.get_one(Letter, letter_id)
+
+
+def _kept(session: Session, model: type[Open] | type[Click], letter_id: int) -> int:
+    query = select(func.count()).select_from(model).where(model.letter_id == letter_id)
+    return int(session.scalar(query) or 0)
+
+
+def _count_surplus(session: Session, letter_id: int, counter: InstrumentedAttribute[int]) -> None:
+    session.execute(update(Letter).where(Letter.id == letter_id).values({counter: counter + 1}))
+
+
 def record_open(
     factory: sessionmaker[Session],
     letter_id: int,
@@ -133,12 +158,21 @@ def record_open(
     machine_seconds: int,
     report: str = "first",
 ) -> str | None:
-    """Store the hit; report a human open to the CRM. Returns the kind, None if no letter."""
+    """Store the hit; report a human open to the CRM. Returns the kind, None if no letter.
+
+    The first HITS_KEPT_PER_LETTER hits are stored; later ones only add to
+    `letters.extra_opens`, except the letter's first human open, which is always stored
+    and reported (machines must not hide that a person read it)."""
     with factory.begin() as session:
-        letter = session.get(Letter, letter_id)
+        letter = _lock(session, letter_id, Letter.extra_opens)
         if letter is None:
             return None
         kind, reason = classify_open(method, user_agent, letter.sent_at, now, machine_seconds)
+        if _kept(session, Open, letter_id) >= HITS_KEPT_PER_LETTER and not (
+            kind == "human" and not _has_human_open(session, letter_id)
+        ):
+            _count_surplus(session, letter_id, Letter.extra_opens)
+            return kind
         hit = Open(
             letter_id=letter_id,
             at=now,
@@ -156,6 +190,11 @@ def record_open(
         return kind
 
 
+def _has_human_open(session: Session, letter_id: int) -> bool:
+    query = select(Open.id).where(Open.letter_id == letter_id, Open.kind == "human").limit(1)
+    return session.scalar(query) is not None
+
+
 def record_click(
     factory: sessionmaker[Session],
     letter_id: int,
@@ -164,20 +203,26 @@ def record_click(
     ip: str | None,
     now: datetime,
 ) -> bool:
+    """Store the click (the first HITS_KEPT_PER_LETTER; later ones only add to
+    `letters.extra_clicks`) and tell the CRM once per letter and link."""
     with factory.begin() as session:
-        letter = session.get(Letter, letter_id)
+        letter = _lock(session, letter_id, Letter.extra_clicks)
         if letter is None:
             return False
-        session.add(
-            Click(
-                letter_id=letter_id,
-                at=now,
-                url=url,
-                user_agent=(user_agent or "")[:512] or None,
-                ip=ip,
+        if _kept(session, Click, letter_id) >= HITS_KEPT_PER_LETTER:
+            _count_surplus(session, letter_id, Letter.extra_clicks)
+        else:
+            session.add(
+                Click(
+                    letter_id=letter_id,
+                    at=now,
+                    url=url,
+                    user_agent=(user_agent or "")[:512] or None,
+                    ip=ip,
+                )
             )
-        )
-        # One CRM entry per letter and link, however often it is clicked.
+        # One CRM entry per letter and link, however often it is clicked. Links are signed
+        # and only the template's, so a letter has few.
         digest = hashlib.sha256(url.encode()).hexdigest()[:16]
         record(session, letter, "email.clicked", f"clicked:{letter_id}:{digest}", now, {"url": url})
         return True
