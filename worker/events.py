@@ -7,6 +7,9 @@ sparse CRM record still produces a letter that reads well.
 from __future__ import annotations
 
 import json
+import math
+import re
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -54,6 +57,24 @@ Name = Annotated[str, Field(max_length=200)]
 Ident = Annotated[str, Field(min_length=1, max_length=255)]
 Locale = Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$", max_length=35)]
 TimeZone = Annotated[str, Field(max_length=64), AfterValidator(_timezone)]
+
+# Event times a letter can be planned and rendered for: converting to UTC, adding a delay
+# and showing a local date all work here, on both databases.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def _plannable(value: datetime) -> datetime:
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 pushed past the calendar by its offset
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise ValueError(f"must be from {EARLIEST:%Y-%m-%d} to before {LATEST:%Y-%m-%d} (UTC)")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_plannable)]
 
 
 class _Part(BaseModel):
@@ -106,7 +127,7 @@ class GenericEvent(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     type: EventType
-    timestamp: AwareDatetime
+    timestamp: Timestamp
     data: EventData
 
     @model_validator(mode="after")
@@ -151,33 +172,59 @@ def _problems(exc: ValidationError) -> list[dict[str, str]]:
     return out
 
 
-def _nul_path(value: Any, path: str) -> str | None:
-    """Where a NUL character hides in the document, if anywhere (keys included)."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            here = f"{path}.{key}" if path else str(key)
-            if "\x00" in str(key):
-                return here
-            found = _nul_path(item, here)
-            if found:
-                return found
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _nul_path(item, f"{path}.{index}" if path else str(index))
-            if found:
-                return found
+# Deeper than any CRM record needs, and far below where serialising the payload (255
+# levels) or parsing it again in a deeper call stack (the recursion limit) gives up.
+MAX_DEPTH = 32
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _bad_text(text: str) -> str | None:
+    # PostgreSQL stores neither NUL nor a lone surrogate in text or JSONB.
+    if "\x00" in text:
+        return "contains a NUL character (\\u0000)"
+    if _SURROGATE.search(text):
+        return "contains a lone surrogate (\\ud800-\\udfff), which is not Unicode"
+    return None
+
+
+def _unstorable(document: Any) -> tuple[str, str] | None:
+    """(where, what) for the first value no database can store (NUL, lone surrogate,
+    infinite number) or nesting deeper than MAX_DEPTH; None when the document is fine.
+    Iterative, so a hostile document cannot exhaust the stack here."""
+    stack: list[tuple[Any, str, int]] = [(document, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return path[:120], f"JSON nested more than {MAX_DEPTH} levels deep"
+        if isinstance(value, str):
+            problem = _bad_text(value)
+            if problem:
+                return path, problem
+        elif isinstance(value, float) and not math.isfinite(value):
+            return path, "a number too large to store"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                problem = _bad_text(str(key))
+                # A key that is not Unicode is named by its escape: the answer is JSON.
+                name = json.dumps(str(key))[1:-1] if problem else str(key)
+                here = f"{path}.{name}" if path else name
+                if problem:
+                    return here, f"key {problem}"
+                stack.append((item, here, depth + 1))
+        elif isinstance(value, list):
+            stack.extend(
+                (item, f"{path}.{i}" if path else str(i), depth + 1) for i, item in enumerate(value)
+            )
     return None
 
 
 def validate_event(document: Any) -> GenericEvent:
     """Validate an already-parsed JSON document; raise InvalidEvent."""
-    # PostgreSQL cannot store NUL in text or JSONB; refuse it here rather than accept an
-    # event that could never be processed.
-    nul = _nul_path(document, "")
-    if nul is not None:
-        raise InvalidEvent([{"field": nul, "message": "contains a NUL character (\\u0000)"}])
+    # Refused here rather than accepted as an event that could never be stored.
+    unstorable = _unstorable(document)
+    if unstorable is not None:
+        field, message = unstorable
+        raise InvalidEvent([{"field": field or "(event)", "message": message}])
     try:
         return GenericEvent.model_validate(document)
     except ValidationError as exc:

@@ -96,9 +96,10 @@ def ingest(
             return IngestResult("already")
         try:
             parsed = parse_event_json(item.body)
-        except (ValueError, InvalidEvent) as exc:
+        except (ValueError, InvalidEvent, RecursionError) as exc:
             # Cannot happen for rows the intake validated, unless validation got stricter
-            # since. Park the row with the reason instead of retrying it forever.
+            # since (a row stored before the nesting limit can be too deep to parse here).
+            # Park the row with the reason instead of retrying it forever.
             claimed = _claim(session, inbox_id, InboxStatus.FAILED, now, error=str(exc)[:2000])
             log.error("inbox row %s is not a valid event: %s", inbox_id, exc)
             return IngestResult("invalid" if claimed else "already")
