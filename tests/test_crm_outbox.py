@@ -166,3 +166,141 @@ def test_the_http_crm_needs_its_url_and_secret(tmp_path: Path) -> None:
         make_crm(make_settings(tmp_path, "sqlite://", crm="http"))
     with pytest.raises(CrmNotConfigured, match="not available yet"):
         make_crm(make_settings(tmp_path, "sqlite://", crm="hubspot"))
+
+
+# --- hostile or broken answers never wedge delivery (issue 10, point 6) ------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("99999999999", 3600.0),  # clamped: an hour at most
+        ("3600", 3600.0),
+        (" 7 ", 7.0),
+        ("-5", None),
+        ("1e9", None),
+        ("²", None),  # a digit to str.isdigit, not to float
+        ("12.5", None),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", 3600.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+        ("Mon, 23 Nov 2026 09:02:00 -0000", 120.0),  # no zone: read as UTC
+        ("Mon, 99 Nov 2026 09:02:00 GMT", None),
+        ("", None),
+    ],
+)
+def test_retry_after_is_parsed_defensively_and_clamped(header: str, seconds: float | None) -> None:
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    assert retry_after_seconds(header, now) == seconds
+
+
+@pytest.mark.parametrize("header", ["99999999999", "Fri, 31 Dec 9999 23:59:59 GMT"])
+def test_a_huge_retry_after_is_a_retry_within_the_hour(
+    crm_runtime: tuple[Runtime, Any], clock: FixedClock, header: str
+) -> None:
+    runtime, crm = crm_runtime
+    crm.script = [(429, {"Retry-After": header})]
+    send_one(runtime, clock)
+    before = clock.now()
+    assert pump(runtime, clock, timedelta(seconds=1), 1) == ["retry"]
+    [activity] = activities(runtime)
+    assert activity.status == ActivityStatus.PENDING and activity.attempts == 1
+    assert (activity.last_error or "").startswith("HTTP 429")
+    assert activity.next_attempt_at == before + timedelta(hours=1)
+    clock.set(before + timedelta(hours=1))
+    assert pump(runtime, clock, timedelta(seconds=1), 1) == ["delivered"]
+
+
+@pytest.mark.parametrize("header", ["-1", "²", "soon", "1e99"])
+def test_a_malformed_retry_after_is_ignored(
+    crm_runtime: tuple[Runtime, Any], clock: FixedClock, header: str
+) -> None:
+    runtime, crm = crm_runtime
+    crm.script = [(429, {"Retry-After": header})]
+    send_one(runtime, clock)
+    assert pump(runtime, clock, timedelta(seconds=1), 1) == ["delivered"]  # retried in-task
+    [activity] = activities(runtime)
+    assert activity.attempts == 2 and len(crm.accepted) == 1
+
+
+class BrokenCrm:
+    """An adapter failing the way no CrmError describes (a bug, a library's surprise)."""
+
+    name = "broken"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def deliver(self, key: str, payload: dict[str, Any]) -> None:
+        self.calls += 1
+        raise UnicodeEncodeError("ascii", "ü", 0, 1, "ordinal not in range(128)")
+
+
+def test_an_unexpected_failure_is_recorded_and_backed_off(
+    crm_runtime: tuple[Runtime, Any], clock: FixedClock
+) -> None:
+    runtime, _ = crm_runtime
+    runtime.crm = BrokenCrm()
+    send_one(runtime, clock)
+    waits = []
+    for _ in range(4):
+        before = clock.now()
+        assert pump(runtime, clock, timedelta(seconds=1), 1) == ["retry"]
+        [activity] = activities(runtime)
+        assert activity.status == ActivityStatus.PENDING  # not left `delivering`
+        assert (activity.last_error or "").startswith("UnicodeEncodeError:")
+        waits.append(activity.next_attempt_at - before)
+        clock.set(activity.next_attempt_at)
+    assert activity.attempts == 4 and runtime.crm.calls == 4
+    assert waits == sorted(waits) and waits[-1] > waits[0]  # backs off
+
+
+def test_a_non_ascii_address_reaches_the_crm_in_the_body(
+    crm_runtime: tuple[Runtime, Any], clock: FixedClock
+) -> None:
+    from worker.tracking import unsubscribe
+
+    runtime, crm = crm_runtime
+    doc = json.loads(json.dumps(FEEDBACK))
+    doc["data"]["contact"]["email"] = "müller@exämple.org"
+    [letter] = ingest_doc(runtime, doc, "evt_idn")
+    assert unsubscribe(runtime.session_factory, letter.id, clock.now()) is not None
+    assert pump(runtime, clock, timedelta(seconds=1), 1) == ["delivered"]
+    assert crm.rejected == []
+    [(key, document)] = crm.accepted.items()
+    assert key.isascii() and "müller" not in key
+    assert document["type"] == "contact.unsubscribed"
+    assert document["data"]["contact"]["email"] == "müller@exämple.org"
+    # The same activity delivered again carries the same key: the CRM keeps one entry.
+    from worker.crm.adapters import header_key
+
+    assert header_key("unsubscribed:müller@exämple.org") == key
+
+
+def test_the_delivery_lease_is_a_setting(
+    tmp_path: Path, crm_runtime: tuple[Runtime, Any], clock: FixedClock
+) -> None:
+    runtime, crm = crm_runtime
+    runtime.settings = runtime.settings.model_copy(update={"crm_lease_seconds": 900})
+    send_one(runtime, clock)
+    scheduler.tick(runtime)  # claimed, but the worker "dies" before delivering
+    claimed = clock.now()
+    clock.set(claimed + timedelta(minutes=14))
+    assert pump(runtime, clock, timedelta(seconds=1), 1) == []  # still leased
+    clock.set(claimed + timedelta(minutes=15, seconds=1))
+    assert pump(runtime, clock, timedelta(seconds=1), 1) == ["delivered"]
+    assert len(crm.accepted) == 1
+
+
+def test_the_lease_must_outlast_the_sweep_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker.settings import SettingsError, load_settings
+
+    monkeypatch.setenv("THANKLY_SWEEP_GRACE_SECONDS", "120")
+    monkeypatch.setenv("THANKLY_CRM_LEASE_SECONDS", "90")
+    with pytest.raises(SettingsError, match=r"^THANKLY_CRM_LEASE_SECONDS: .*120"):
+        load_settings()
+    monkeypatch.setenv("THANKLY_CRM_LEASE_SECONDS", "600")
+    assert load_settings().crm_lease_seconds == 600
+    monkeypatch.delenv("THANKLY_CRM_LEASE_SECONDS")
+    assert load_settings().crm_lease_seconds == 300

@@ -49,7 +49,8 @@ def tick(runtime: Runtime) -> TickReport:
     lost = mark_stale_sending_unknown(runtime.session_factory, now, timeout)
     if lost:
         log.error("letters %s were left in `sending`; marked unknown (not resent)", lost)
-    activities = claim_due_activities(runtime.session_factory, now)
+    lease = timedelta(seconds=runtime.settings.crm_lease_seconds)
+    activities = claim_due_activities(runtime.session_factory, now, lease=lease)
     for activity_id in activities:
         send_quietly(runtime.dispatcher, DELIVER_ACTIVITY, activity_id)
     return TickReport(len(inbox), len(due), len(stuck), len(lost), len(activities))

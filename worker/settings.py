@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CrmKind = Literal["log", "http", "hubspot", "pipedrive"]
@@ -104,6 +111,9 @@ class Settings(BaseSettings):
     webhook_tolerance_seconds: int = Field(default=300, gt=0)
     sweep_interval_seconds: float = Field(default=10.0, gt=0)
     sweep_grace_seconds: float = Field(default=60.0, gt=0)
+    # A CRM activity handed to a task is claimed again when this runs out (its worker died,
+    # or the broker lost the task): longer than the grace the sweepers give a queued task.
+    crm_lease_seconds: float = Field(default=300.0, gt=0)
     log_level: str = "INFO"
     # `json`: one object per line (time, level, logger, message, exception) for shippers.
     log_format: Literal["text", "json"] = "text"
@@ -141,6 +151,17 @@ class Settings(BaseSettings):
         if scheme.startswith("postgresql+") and scheme != "postgresql+psycopg":
             raise ValueError(
                 f"{scheme}:// needs a driver Thankly does not ship; write postgresql://"
+            )
+        return value
+
+    @field_validator("crm_lease_seconds")
+    @classmethod
+    def _lease_outlasts_the_grace(cls, value: float, info: ValidationInfo) -> float:
+        grace = info.data.get("sweep_grace_seconds")
+        if grace is not None and value <= grace:
+            raise ValueError(
+                f"must be longer than THANKLY_SWEEP_GRACE_SECONDS ({grace:g} s), or a CRM "
+                "delivery still waiting in the queue is claimed a second time"
             )
         return value
 

@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
@@ -42,16 +44,36 @@ class LogCrm:
         log.info("CRM activity %s (%s) recorded locally", payload["type"], key)
 
 
+# A CRM asking for more is asked again after this; its answer cannot park an activity.
+MAX_RETRY_AFTER = 3600.0
+_DELAY_SECONDS = re.compile(r"[0-9]{1,12}")
+
+
 def retry_after_seconds(value: str | None, now: datetime) -> float | None:
-    """Retry-After as seconds or an HTTP date (RFC 9110 10.2.3)."""
+    """Retry-After as delay-seconds or an HTTP date (RFC 9110 10.2.3), clamped to
+    [0, MAX_RETRY_AFTER]; None for anything else, which the caller treats as absent."""
+    value = (value or "").strip()
     if not value:
         return None
-    if value.strip().isdigit():
-        return float(value.strip())
+    if value.isascii() and _DELAY_SECONDS.fullmatch(value):
+        return min(float(value), MAX_RETRY_AFTER)
     try:
-        return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
-    except (TypeError, ValueError):
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
+    if when.tzinfo is None:  # `-0000`: RFC 5322's "UTC, zone unknown"
+        when = when.replace(tzinfo=UTC)
+    return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER)
+
+
+def header_key(key: str) -> str:
+    """The activity key as sent in `webhook-id` and `Idempotency-Key`. Header values are
+    ASCII, and a key may hold an address (`unsubscribed:müller@exämple.org`): such a key
+    is sent as a digest, the same on every retry, while the address itself travels in the
+    JSON body. An ASCII key is sent as it is, so keys already known to a CRM stay valid."""
+    if key.isascii() and key.isprintable():
+        return key
+    return "u8-" + hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
 class HttpCrm:
@@ -70,6 +92,7 @@ class HttpCrm:
 
         now = SystemClock().now()
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        key = header_key(key)
         headers = signed_headers(self.secret, key, int(now.timestamp()), body)
         headers |= {"content-type": "application/json", "idempotency-key": key}
         try:

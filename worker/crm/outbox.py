@@ -2,7 +2,9 @@
 
 A CRM outage of hours loses nothing: an activity stays pending with a growing
 `next_attempt_at` (Retry-After when the CRM gives one) and the scheduler tick enqueues it
-again when due. Only a permanent refusal (4xx other than 408/429) ends in `failed`.
+again when due. Only a permanent refusal (4xx other than 408/429) ends in `failed`; any
+other failure, even one no CrmError describes, is recorded on the activity and retried
+with backoff, so nothing is left `delivering` to be re-claimed every lease forever.
 """
 
 from __future__ import annotations
@@ -27,16 +29,21 @@ from worker.crm.adapters import CrmAdapter, CrmError
 from worker.models import ActivityStatus, CrmActivity
 
 log = logging.getLogger(__name__)
+# THANKLY_CRM_LEASE_SECONDS's default: how long a claimed activity is left to its task.
 LEASE = timedelta(minutes=5)
 MAX_BACKOFF = timedelta(hours=1)
 MAX_WAIT_IN_TASK = 30.0
 
 
 def claim_due_activities(
-    session_factory: sessionmaker[Session], now: datetime, limit: int = 200
+    session_factory: sessionmaker[Session],
+    now: datetime,
+    limit: int = 200,
+    lease: timedelta = LEASE,
 ) -> list[int]:
     """Pending activities that are due, plus ones whose delivery lease ran out (a worker
-    died mid-POST: the Idempotency-Key makes sending them again safe)."""
+    died mid-POST, or the broker lost the task: the Idempotency-Key makes sending them
+    again safe)."""
     due = (
         (CrmActivity.status == ActivityStatus.PENDING) & (CrmActivity.next_attempt_at <= now)
     ) | ((CrmActivity.status == ActivityStatus.DELIVERING) & (CrmActivity.next_attempt_at <= now))
@@ -51,7 +58,7 @@ def claim_due_activities(
                 update(CrmActivity)
                 .where(CrmActivity.id.in_(ids), due)
                 .values(
-                    status=ActivityStatus.DELIVERING, next_attempt_at=now + LEASE, updated_at=now
+                    status=ActivityStatus.DELIVERING, next_attempt_at=now + lease, updated_at=now
                 )
                 .returning(CrmActivity.id)
             ).all()
@@ -83,7 +90,7 @@ def deliver_activity(
         outcome = retry_state.outcome
         exc = outcome.exception() if outcome is not None else None
         if isinstance(exc, CrmError) and exc.retry_after is not None:
-            return min(exc.retry_after, MAX_WAIT_IN_TASK)
+            return min(max(exc.retry_after, 0.0), MAX_WAIT_IN_TASK)
         return float(backoff(retry_state))
 
     def attempt() -> None:
@@ -108,29 +115,10 @@ def deliver_activity(
             sleep=sleep,
             reraise=True,
         )(attempt)
-    except CrmError as exc:
-        total = attempts + made
-        with session_factory.begin() as session:
-            if exc.permanent:
-                values = {"status": ActivityStatus.FAILED}
-                outcome = "failed"
-            else:
-                # 30 s, 1 min, 2 min, … per failed round, at most an hour apart.
-                rounds = -(-total // max(tries, 1))
-                backoff = min(timedelta(seconds=30) * 2 ** min(rounds - 1, 20), MAX_BACKOFF)
-                if exc.retry_after is not None:
-                    backoff = max(backoff, timedelta(seconds=exc.retry_after))
-                values = {"status": ActivityStatus.PENDING, "next_attempt_at": now + backoff}
-                outcome = "retry"
-            session.execute(
-                update(CrmActivity)
-                .where(CrmActivity.id == activity_id)
-                .values(
-                    attempts=total, last_error=str(exc)[:2000], updated_at=clock.now(), **values
-                )
-            )
-        log.warning("CRM activity %s (%s): %s -> %s", activity_id, key, exc, outcome)
-        return outcome
+    except Exception as exc:  # every failure is recorded: none may strand the activity
+        return _record_failure(
+            session_factory, clock, activity_id, exc, now, attempts + made, tries
+        )
     with session_factory.begin() as session:
         session.execute(
             update(CrmActivity)
@@ -144,3 +132,44 @@ def deliver_activity(
             )
         )
     return "delivered"
+
+
+def retry_delay(total_attempts: int, tries: int, retry_after: float | None) -> timedelta:
+    """30 s, 1 min, 2 min, … per failed round of `tries`, at most an hour; at least what
+    the CRM asked for (already clamped to an hour by the adapter)."""
+    rounds = max(1, -(-total_attempts // max(tries, 1)))
+    delay: timedelta = min(timedelta(seconds=30 * 2 ** min(rounds - 1, 20)), MAX_BACKOFF)
+    if retry_after is not None:
+        wanted = min(max(retry_after, 0.0), MAX_BACKOFF.total_seconds())
+        delay = max(delay, timedelta(seconds=wanted))
+    return delay
+
+
+def _record_failure(
+    session_factory: sessionmaker[Session],
+    clock: Clock,
+    activity_id: int,
+    exc: Exception,
+    now: datetime,
+    total: int,
+    tries: int,
+) -> str:
+    if isinstance(exc, CrmError) and exc.permanent:
+        values: dict[str, object] = {"status": ActivityStatus.FAILED}
+        outcome = "failed"
+    else:
+        retry_after = exc.retry_after if isinstance(exc, CrmError) else None
+        delay = retry_delay(total, tries, retry_after)
+        values = {"status": ActivityStatus.PENDING, "next_attempt_at": now + delay}
+        outcome = "retry"
+    error = str(exc) if isinstance(exc, CrmError) else f"{type(exc).__name__}: {exc}"
+    with session_factory.begin() as session:
+        session.execute(
+            update(CrmActivity)
+            .where(CrmActivity.id == activity_id)
+            .values(attempts=total, last_error=error[:2000], updated_at=clock.now(), **values)
+        )
+    # The key and an unexpected error's text may hold the address: logged by id and type.
+    reason = str(exc) if isinstance(exc, CrmError) else f"unexpected {type(exc).__name__}"
+    log.warning("CRM activity %s: %s -> %s", activity_id, reason, outcome)
+    return outcome
