@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,11 +26,15 @@ def _entry(planned: PlannedLetter | None, zone: str) -> dict[str, Any]:
     }
 
 
-def explain(event: GenericEvent, rules: RuleSet, catalogue: Catalogue) -> dict[str, Any]:
+def explain(
+    event: GenericEvent, rules: RuleSet, catalogue: Catalogue, now: datetime | None = None
+) -> dict[str, Any]:
     """Keys `rule`, `letter`, `locale`, `due_at` (UTC), `reason` describe the outcome (the
-    first matching rule, or why nothing is sent); `rules` lists every rule considered."""
+    first matching rule, or why nothing is sent); `rules` lists every rule considered.
+    The event is judged as if it arrived `now` (default: this moment), so an event older
+    than max_event_age is explained as planning nothing, the way ingest would treat it."""
     zone = contact_timezone(event, rules)
-    planned = plan(event, rules, catalogue)
+    planned = plan(event, rules, catalogue, now or datetime.now(UTC))
     first = next((p for p in planned if p.matched), None)
     result = _entry(first, zone)
     result.update(

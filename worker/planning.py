@@ -9,13 +9,14 @@ records on the event what each rule decided and why (`thankly events show`), log
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from worker.catalogue import Catalogue
@@ -118,9 +119,34 @@ def spread_key(event: GenericEvent, rule: Rule) -> str:
     )
 
 
+def _age(delta: timedelta) -> str:
+    """`20d`, `5h`: how old an event is, to the unit that matters."""
+    if delta >= timedelta(days=1):
+        return f"{delta.days}d"
+    return f"{int(delta.total_seconds() // 3600)}h"
+
+
+def too_old(event: GenericEvent, rules: RuleSet, now: datetime) -> str | None:
+    """Why an event is too old for a letter (`defaults.max_event_age`), or None."""
+    age = now - event.timestamp
+    limit = rules.defaults.max_event_age
+    if age <= limit:
+        return None
+    return f"event is {_age(age)} old, over max_event_age {format_duration(limit)}"
+
+
 def plan_rule(
-    rule: Rule, event: GenericEvent, rules: RuleSet, catalogue: Catalogue
+    rule: Rule,
+    event: GenericEvent,
+    rules: RuleSet,
+    catalogue: Catalogue,
+    now: datetime | None = None,
 ) -> PlannedLetter:
+    """What `rule` does with `event`. With `now`, an event older than max_event_age plans
+    nothing (without it, e.g. when rescheduling letters that exist, age does not matter)."""
+    old = too_old(event, rules, now) if now is not None else None
+    if old:
+        return PlannedLetter(rule.name, rule.letter, reason=old)
     why = first_failure(rule.when, event.model_dump(mode="json")["data"])
     if why:
         return PlannedLetter(rule.name, rule.letter, reason=f"condition not met: {why}")
@@ -134,8 +160,33 @@ def plan_rule(
     return PlannedLetter(rule.name, rule.letter, locale, zone, due)
 
 
-def plan(event: GenericEvent, rules: RuleSet, catalogue: Catalogue) -> list[PlannedLetter]:
-    return [plan_rule(r, event, rules, catalogue) for r in rules.for_event(event.type)]
+def plan(
+    event: GenericEvent, rules: RuleSet, catalogue: Catalogue, now: datetime | None = None
+) -> list[PlannedLetter]:
+    return [plan_rule(r, event, rules, catalogue, now) for r in rules.for_event(event.type)]
+
+
+def lock_contact(session: Session, email: str) -> None:
+    """Serialise planning for one address until the transaction ends (PostgreSQL), so
+    parallel ingests for one contact see each other's letters and the frequency cap holds.
+    SQLite runs one writer at a time already."""
+    if session.get_bind().dialect.name != "postgresql" or not email:
+        return
+    digest = hashlib.sha256(email.encode()).digest()
+    key = int.from_bytes(digest[:8], "big", signed=True)  # bigint: the lock's key space
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def goes_out(
+    status: str, due_at: datetime, sent_at: datetime | None, created_at: datetime, now: datetime
+) -> datetime:
+    """When a letter reaches (or reached) the recipient: the scheduler sends an overdue
+    letter at once, so a letter due in the past goes out now, not at its due time."""
+    if sent_at is not None:
+        return sent_at
+    if status in PENDING:
+        return max(due_at, now)
+    return max(due_at, created_at)  # sending or unknown: went out when it fell due
 
 
 class Planner:
@@ -152,6 +203,7 @@ class Planner:
         rules = self.rules.get()
         letters: list[Letter] = []
         decisions: list[dict[str, Any]] = []
+        lock_contact(session, (parsed.contact_email or "").lower())
         if parsed.type in LETTER_EVENT_TYPES:
             letters = self._schedule(session, event, parsed, rules, now, decisions)
         elif parsed.type in CANCEL_EVENT_TYPES:
@@ -174,7 +226,7 @@ class Planner:
     ) -> list[Letter]:
         email = (parsed.contact_email or "").lower()
         where = f"event {event.external_id} to {mask_email(email)}"
-        planned_letters = plan(parsed, rules, self.rules.catalogue)
+        planned_letters = plan(parsed, rules, self.rules.catalogue, now)
         if not planned_letters:
             log.info("no letter: no rule listens to %s (%s)", parsed.type, where)
         letters = []
@@ -185,7 +237,7 @@ class Planner:
                 continue
             rule = rules.rule(planned.rule)
             assert rule is not None
-            status, reason = self._verdict(session, event, rule, email, planned.due_at, rules)
+            status, reason = self._verdict(session, event, rule, email, planned.due_at, rules, now)
             letter = Letter(
                 event_id=event.id,
                 rule=rule.name,
@@ -197,6 +249,7 @@ class Planner:
                 status=status,
                 status_reason=reason,
                 due_at=planned.due_at,
+                planned_at=planned.due_at,
                 message_id=new_message_id(self.mail_domain),
                 attempt_count=0,
                 created_at=now,
@@ -233,6 +286,7 @@ class Planner:
         email: str,
         due_at: datetime,
         rules: RuleSet,
+        now: datetime,
     ) -> tuple[str, str | None]:
         suppressed = suppression_reason(session, email)
         if suppressed is not None:
@@ -245,25 +299,45 @@ class Planner:
             )
         cap = rules.defaults.frequency_cap
         if cap is not None:
-            nearby = session.execute(
-                select(Letter.id, Letter.due_at)
-                .where(
-                    Letter.contact_email == email,
-                    Letter.status.in_(COUNTED),
-                    Letter.due_at > due_at - cap.per,
-                    Letter.due_at < due_at + cap.per,
-                )
-                .order_by(Letter.due_at)
-                .limit(cap.max)
-            ).all()
-            if len(nearby) >= cap.max:
+            capped = self._cap_conflict(session, email, max(due_at, now), cap.per, now)
+            if len(capped) >= cap.max:
                 per = format_duration(cap.per)
-                other_id, other_due = nearby[0]
+                other_id, when, verb = capped[0]
                 return LetterStatus.SUPPRESSED, (
-                    f"frequency cap: at most {cap.max} per {per} (letter #{other_id}, due "
-                    f"{other_due:%Y-%m-%d %H:%M} UTC, is within {per})"
+                    f"frequency cap: at most {cap.max} per {per} (letter #{other_id}, {verb} "
+                    f"{when:%Y-%m-%d %H:%M} UTC, is within {per})"
                 )
         return LetterStatus.SCHEDULED, None
+
+    @staticmethod
+    def _cap_conflict(
+        session: Session, email: str, out: datetime, per: timedelta, now: datetime
+    ) -> list[tuple[int, datetime, str]]:
+        """Letters to `email` that go (or went) out within `per` of `out`, earliest first,
+        as (id, when, "due" or "sent"). Counted by when they go out, not when their events
+        happened: backdated events all fall due now."""
+        since = out - per
+        rows = session.execute(
+            select(
+                Letter.id, Letter.status, Letter.due_at, Letter.sent_at, Letter.created_at
+            ).where(
+                Letter.contact_email == email,
+                Letter.status.in_(COUNTED),
+                # A cheap superset; goes_out decides.
+                or_(
+                    Letter.status.in_(PENDING),
+                    Letter.due_at > since,
+                    Letter.sent_at > since,
+                    Letter.created_at > since,
+                ),
+            )
+        ).all()
+        found = []
+        for letter_id, status, due, sent, created in rows:
+            when = goes_out(status, due, sent, created, now)
+            if abs(when - out) < per:
+                found.append((when, letter_id, "sent" if sent is not None else "due"))
+        return [(letter_id, when, verb) for when, letter_id, verb in sorted(found)]
 
     def _earlier_cancel(self, session: Session, event: Event, rule: Rule) -> Event | None:
         """A cancel_on event that happened after this event but was received before it.

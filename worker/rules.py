@@ -108,6 +108,9 @@ class Defaults(_Strict):
     locale: str = "en"
     send_window: SendWindow | None = None
     frequency_cap: FrequencyCap | None = None
+    # A thank-you for something weeks old reads strangely, and a backfill of old CRM
+    # records must not become a mailing: older letter events plan nothing.
+    max_event_age: Duration = timedelta(days=14)
 
 
 @dataclass(frozen=True)
