@@ -75,3 +75,70 @@ def test_the_scheduler_loop_beats_and_stops(runtime: Runtime) -> None:
     assert scheduler_is_alive(runtime.settings)
     far_future = (runtime.settings.var_dir / "scheduler.heartbeat").stat().st_mtime + 3600
     assert not scheduler_is_alive(runtime.settings, now=far_future)
+
+
+# --- a backlog does not breed redundant work (issue 10, point 11) -------------------------
+
+
+def backlog(runtime: Runtime, clock: FixedClock) -> tuple[list[int], list[int]]:
+    """Three webhooks never ingested and three letters claimed for sending, with a broker
+    that takes every message and a worker that never gets to any of them."""
+    import json
+
+    from tests.helpers import ingest_doc
+
+    doc = json.loads(BODY)
+    letters = []
+    for n in range(3):
+        doc["data"]["contact"]["email"] = f"k{n}@example.de"
+        [letter] = ingest_doc(runtime, doc, f"evt_letter_{n}")
+        letters.append(letter)
+    inbox = [
+        accept(runtime.session_factory, "generic", f"evt_{n}", BODY, NOW).inbox_id for n in range(3)
+    ]
+    clock.set(max(letter.due_at for letter in letters))
+    return inbox, [letter.id for letter in letters]
+
+
+def test_under_a_backlog_rows_are_re_enqueued_with_growing_back_off(
+    runtime: Runtime, clock: FixedClock, dispatcher: RecordingDispatcher
+) -> None:
+    from collections import Counter
+
+    from sqlalchemy import select
+
+    from worker.models import InboxItem, Letter
+    from worker.queue import SEND_LETTER
+
+    inbox, letters = backlog(runtime, clock)
+    start = clock.now()
+    sweeps = 360  # an hour of ticks, every THANKLY_SWEEP_INTERVAL_SECONDS (10 s)
+    for _ in range(sweeps):
+        scheduler.tick(runtime)
+        clock.set(clock.now() + timedelta(seconds=runtime.settings.sweep_interval_seconds))
+    sent = Counter(dispatcher.sent)
+    # Each wait doubles (1, 2, 4, 8, 16 grace periods of 60 s), so an hour of 10 s ticks
+    # re-enqueues a webhook at 0, 130, 380, 870 and 1840 s (its 6th enqueue, counting
+    # accept's) and sends a letter's task at its claim, then at 70, 200, 450, 940 and
+    # 1910 s. Re-enqueued every grace period, each would have gone out over 50 times.
+    assert [sent[(INGEST_INBOX, (i,))] for i in inbox] == [5, 5, 5]
+    assert [sent[(SEND_LETTER, (i,))] for i in letters] == [6, 6, 6]
+    with runtime.session_factory() as session:
+        counts = select(InboxItem.enqueue_count).where(InboxItem.id.in_(inbox))
+        assert list(session.scalars(counts)) == [6, 6, 6]
+        assert list(session.scalars(select(Letter.enqueue_count))) == [6, 6, 6]
+    assert clock.now() - start == timedelta(hours=1)
+
+
+def test_the_back_off_is_capped_so_a_lost_row_is_still_found(
+    runtime: Runtime, clock: FixedClock, dispatcher: RecordingDispatcher
+) -> None:
+    from worker.sweeper import MAX_DOUBLINGS
+
+    [inbox_id] = [accept(runtime.session_factory, "generic", "evt_1", BODY, NOW).inbox_id]
+    grace = timedelta(seconds=runtime.settings.sweep_grace_seconds)
+    longest = grace * 2**MAX_DOUBLINGS
+    for _ in range(12):  # well past the cap
+        clock.set(clock.now() + longest + timedelta(seconds=1))
+        assert scheduler.tick(runtime).inbox_requeued == 1
+    assert dispatcher.sent.count((INGEST_INBOX, (inbox_id,))) == 12

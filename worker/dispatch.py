@@ -4,7 +4,8 @@ A letter is claimed by moving it from `scheduled` to `queued` in a committed tra
 before its send task is enqueued. On PostgreSQL the candidate rows are locked with
 `FOR UPDATE SKIP LOCKED`, so concurrent schedulers take disjoint batches instead of
 waiting on each other; on both backends the update is conditional on the status, so a
-row is claimed once however many schedulers run.
+row is claimed once however many schedulers run. Every enqueue counts in
+`letters.enqueue_count`, by which the sweep of queued letters backs off.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.models import Letter, LetterStatus
+from worker.sweeper import backed_off
 
 
 def claim_due_letters(
@@ -35,7 +37,11 @@ def claim_due_letters(
         claimed = session.scalars(
             update(Letter)
             .where(Letter.id.in_(ids), Letter.status == LetterStatus.SCHEDULED)
-            .values(status=LetterStatus.QUEUED, updated_at=now)
+            .values(
+                status=LetterStatus.QUEUED,
+                updated_at=now,
+                enqueue_count=Letter.enqueue_count + 1,
+            )
             .returning(Letter.id)
         ).all()
     return sorted(claimed)
@@ -44,10 +50,14 @@ def claim_due_letters(
 def claim_stuck_queued(
     session_factory: sessionmaker[Session], now: datetime, grace: timedelta, limit: int = 200
 ) -> list[int]:
-    """Queued letters whose send task never started (lost by the broker): enqueue again.
-    The send task claims `queued → sending` conditionally, so a duplicate is harmless."""
-    cutoff = now - grace
-    stuck = (Letter.status == LetterStatus.QUEUED, Letter.updated_at < cutoff)
+    """Queued letters whose send task never started (lost by the broker, or still behind
+    a backlog): enqueue again, a grace period after the claim and then after twice as long
+    each time (see worker.sweeper). The send task claims `queued → sending`
+    conditionally, so a duplicate is harmless, only wasted."""
+    stuck = (
+        Letter.status == LetterStatus.QUEUED,
+        backed_off(Letter.updated_at, Letter.enqueue_count, now, grace),
+    )
     with session_factory.begin() as session:
         ids = list(
             session.scalars(select(Letter.id).where(*stuck).order_by(Letter.id).limit(limit))
@@ -58,7 +68,7 @@ def claim_stuck_queued(
             session.scalars(
                 update(Letter)
                 .where(Letter.id.in_(ids), *stuck)
-                .values(updated_at=now)
+                .values(updated_at=now, enqueue_count=Letter.enqueue_count + 1)
                 .returning(Letter.id)
             ).all()
         )
