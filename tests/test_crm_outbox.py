@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -193,6 +195,21 @@ def test_retry_after_is_parsed_defensively_and_clamped(header: str, seconds: flo
 
     now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
     assert retry_after_seconds(header, now) == seconds
+
+
+@given(
+    st.one_of(
+        st.text(max_size=60),
+        st.from_regex(r"\A[A-Za-z]{3}, [0-9]{1,3} [A-Za-z]{3} [0-9]{1,6} [0-9:]{5,9} \S{0,6}\Z"),
+        st.integers(min_value=-(10**30), max_value=10**30).map(str),
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_any_retry_after_is_none_or_within_the_hour(header: str) -> None:
+    from datetime import UTC, datetime
+
+    seconds = retry_after_seconds(header, datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
+    assert seconds is None or 0.0 <= seconds <= 3600.0
 
 
 @pytest.mark.parametrize("header", ["99999999999", "Fri, 31 Dec 9999 23:59:59 GMT"])
