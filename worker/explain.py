@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,10 +31,11 @@ def explain(
 ) -> dict[str, Any]:
     """Keys `rule`, `letter`, `locale`, `due_at` (UTC), `reason` describe the outcome (the
     first matching rule, or why nothing is sent); `rules` lists every rule considered.
-    The event is judged as if it arrived `now` (default: this moment), so an event older
-    than max_event_age is explained as planning nothing, the way ingest would treat it."""
+    With `now`, the event is judged as if it arrived then, so one older than
+    max_event_age is explained as planning nothing, the way ingest treats it; without,
+    age is left out and the result depends on the event alone."""
     zone = contact_timezone(event, rules)
-    planned = plan(event, rules, catalogue, now or datetime.now(UTC))
+    planned = plan(event, rules, catalogue, now)
     first = next((p for p in planned if p.matched), None)
     result = _entry(first, zone)
     result.update(
