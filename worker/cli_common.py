@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 import typer.core
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
 from worker.settings import Settings, SettingsError, load_settings, misspelt_variables
 
@@ -25,7 +27,8 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Errors go to stderr with a non-zero exit; 2 means the command was used wrongly."""
-    err.print(f"[bold red]error:[/] {message}")
+    # Messages quote stored and typed values: `[/]` in them is text, not Rich markup.
+    err.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
 
@@ -152,11 +155,19 @@ def session_factory() -> sessionmaker[Session]:
     return make_session_factory(make_engine(settings_or_exit().effective_database_url))
 
 
-def cli_actor() -> str:
-    """Who acted, for the audit log: the OS user running the command."""
-    import getpass
+def plain(value: object) -> Text:
+    """A table cell that shows a stored value as it is: Rich would read `[/]` in a bare
+    string as markup (and crash), and `[link=…]` would plant a hyperlink in a terminal."""
+    return Text("" if value is None else str(value))
 
+
+def cli_actor() -> str:
+    """Who acted, for the audit log: the account of the process's real uid. LOGNAME and
+    USER (which getpass trusts first) are one `export` away from naming someone else."""
+    import pwd
+
+    uid = os.getuid()
     try:
-        return f"{getpass.getuser()} (cli)"
-    except (KeyError, OSError):
-        return "unknown user (cli)"
+        return f"{pwd.getpwuid(uid).pw_name} (cli)"
+    except KeyError:  # a uid with no passwd entry, as in some containers
+        return f"uid {uid} (cli)"

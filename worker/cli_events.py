@@ -14,7 +14,16 @@ import httpx
 import typer
 from rich.table import Table
 
-from worker.cli_common import choice, date_time, err, fail, out, session_factory, short_time
+from worker.cli_common import (
+    choice,
+    date_time,
+    err,
+    fail,
+    out,
+    plain,
+    session_factory,
+    short_time,
+)
 from worker.cli_common import settings_or_exit as _settings
 from worker.event_builder import (
     DEFAULT_AMOUNT,
@@ -248,10 +257,10 @@ def list_events(
         table.add_row(
             str(r["id"]),
             short_time(r["received_at"]),
-            r["source"],
-            r["type"],
-            r["contact"] or "",
-            r["outcome"],
+            plain(r["source"]),
+            plain(r["type"]),
+            plain(r["contact"]),
+            plain(r["outcome"]),
         )
     out.print(table)
     out.print(f"{found.total} event(s), page {found.page} of {found.pages}")

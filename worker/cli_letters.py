@@ -16,6 +16,7 @@ from worker.cli_common import (
     err,
     fail,
     out,
+    plain,
     session_factory,
     settings_or_exit,
     short_time,
@@ -64,7 +65,9 @@ def show(
     table.columns[0].no_wrap = True
     table.columns[2].overflow = "fold"  # a Message-ID cut short is no use to an admin
     for entry in story["timeline"]:
-        table.add_row(short_time(entry["at"], seconds=True), entry["what"], entry["detail"])
+        table.add_row(
+            short_time(entry["at"], seconds=True), plain(entry["what"]), plain(entry["detail"])
+        )
     out.print(table)
 
 
@@ -87,12 +90,12 @@ def pending(as_json: JsonOpt = False) -> None:
     for r in rows:
         table.add_row(
             str(r["id"]),
-            r["kind"],
+            plain(r["kind"]),
             f"#{r['letter_id']}",
-            r["status"],
+            plain(r["status"]),
             str(r["attempts"]),
             short_time(r["next_attempt_at"]),
-            r["last_error"] or "",
+            plain(r["last_error"]),
         )
     out.print(table)
     out.print(f"{len(rows)} pending", markup=False)
@@ -156,12 +159,12 @@ def _letters_table(rows: list[dict[str, Any]], when: dict[int, str] | None = Non
         at = r["due_at"] if when is None else when.get(r["id"], "")
         table.add_row(
             str(r["id"]),
-            r["status"],
-            f"{r['letter']}/{r['locale']}",
-            r["contact"],
+            plain(r["status"]),
+            plain(f"{r['letter']}/{r['locale']}"),
+            plain(r["contact"]),
             short_time(at),
             str(r["attempts"]),
-            _error_step(r["last_error"]),
+            plain(_error_step(r["last_error"])),
         )
     return table
 
@@ -410,7 +413,7 @@ def stats_command(since: SinceOpt = None, as_json: JsonOpt = False) -> None:
         column.justify = "right"
     for r in rows:
         table.add_row(
-            f"{r['letter']}/{r['locale']}",
+            plain(f"{r['letter']}/{r['locale']}"),
             str(r["scheduled"]),
             str(r["sent"]),
             str(r["failed"]),

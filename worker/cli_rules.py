@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +28,7 @@ def _rules(settings: Settings, file: Path | None = None) -> RuleSet:
         return load_rules(file or settings.rules_file, Catalogue.scan(settings.templates_dir))
     except RulesError as exc:
         for line in exc.lines():
-            err.print(line)
+            err.print(line, markup=False)
         _fail(f"{len(exc.problems)} problem(s) in {exc.path}; nothing was changed")
 
 
@@ -91,15 +92,17 @@ def explain_command(
         event = event.model_copy(update={"timestamp": parse_when(at, "--at")})
     result = explain(event, _rules(settings), Catalogue.scan(settings.templates_dir))
     if as_json:
-        out.print(json.dumps(result, ensure_ascii=False, indent=2))
+        out.print(json.dumps(result, ensure_ascii=False, indent=2), markup=False)
         return
     _print_explanation(event.timestamp, result)
 
 
 def _print_explanation(occurred: datetime, result: dict[str, Any]) -> None:
-    out.print(f"event    {result['event_type']} for {result['contact']} at {occurred.isoformat()}")
+    # The contact and reasons come from the event file: text, never Rich markup.
+    say = functools.partial(out.print, markup=False)
+    say(f"event    {result['event_type']} for {result['contact']} at {occurred.isoformat()}")
     if result["letter"] is None:
-        out.print(f"result   nothing is sent: {result['reason']}")
+        say(f"result   nothing is sent: {result['reason']}")
         return
     wanted = result["wanted_locale"]
     note = (
@@ -107,11 +110,11 @@ def _print_explanation(occurred: datetime, result: dict[str, Any]) -> None:
         if wanted and wanted != result["locale"]
         else ""
     )
-    out.print(f"rule     {result['rule']}")
-    out.print(f"letter   {result['letter']} in {result['locale']}{note}")
-    out.print(f"due      {result['due_at']}  =  {result['due_local']} {result['timezone']}")
+    say(f"rule     {result['rule']}")
+    say(f"letter   {result['letter']} in {result['locale']}{note}")
+    say(f"due      {result['due_at']}  =  {result['due_local']} {result['timezone']}")
     for other in result["rules"][1:]:
-        out.print(f"also     {other['rule']}: {other['reason'] or other['due_at']}")
+        say(f"also     {other['rule']}: {other['reason'] or other['due_at']}")
 
 
 @rules_app.command("apply")
@@ -158,7 +161,8 @@ def apply(
                     for c in changes
                 ],
                 indent=2,
-            )
+            ),
+            markup=False,
         )
         return
     for c in changes:

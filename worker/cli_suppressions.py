@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from worker.cli_common import cli_actor, date_time, fail, out, session_factory
+from worker.cli_common import cli_actor, date_time, fail, out, plain, session_factory
 
 suppressions_app = typer.Typer(
     help="Addresses that get no letters: list, add, remove.", no_args_is_help=True
@@ -42,13 +42,15 @@ def list_suppressions(
         _print_json(rows)
         return
     if not rows:
-        out.print("no suppressed addresses" + (f" matching {contact}" if contact else ""))
+        out.print(
+            "no suppressed addresses" + (f" matching {contact}" if contact else ""), markup=False
+        )
         return
     table = Table("address", "reason", "since (UTC)", "by")
     for column in table.columns:
         column.overflow = "fold"  # an address cut short is no use
     for r in rows:
-        table.add_row(r["email"], r["reason"], date_time(r["since"]), r["by"] or "")
+        table.add_row(plain(r["email"]), plain(r["reason"]), date_time(r["since"]), plain(r["by"]))
     out.print(table)
     out.print(f"{len(rows)} suppressed address(es)")
 
