@@ -142,3 +142,23 @@ def test_the_back_off_is_capped_so_a_lost_row_is_still_found(
         clock.set(clock.now() + longest + timedelta(seconds=1))
         assert scheduler.tick(runtime).inbox_requeued == 1
     assert dispatcher.sent.count((INGEST_INBOX, (inbox_id,))) == 12
+
+
+def test_a_claim_restarts_the_back_off_of_a_letter_retried_before(
+    runtime: Runtime, clock: FixedClock, dispatcher: RecordingDispatcher
+) -> None:
+    """A letter that went through many rounds before is re-enqueued one grace period
+    after its new claim, not after the longest back-off."""
+    from sqlalchemy import update
+
+    from worker.models import Letter
+    from worker.queue import SEND_LETTER
+
+    _, [letter_id, *_] = backlog(runtime, clock)
+    with runtime.session_factory.begin() as session:  # as after many earlier rounds
+        session.execute(update(Letter).where(Letter.id == letter_id).values(enqueue_count=40))
+    scheduler.tick(runtime)  # claims it: queued, enqueued once
+    grace = timedelta(seconds=runtime.settings.sweep_grace_seconds)
+    clock.set(clock.now() + grace + timedelta(seconds=1))
+    scheduler.tick(runtime)  # its message was lost: sent again after one grace period
+    assert dispatcher.sent.count((SEND_LETTER, (letter_id,))) == 2

@@ -4,8 +4,10 @@ A letter is claimed by moving it from `scheduled` to `queued` in a committed tra
 before its send task is enqueued. On PostgreSQL the candidate rows are locked with
 `FOR UPDATE SKIP LOCKED`, so concurrent schedulers take disjoint batches instead of
 waiting on each other; on both backends the update is conditional on the status, so a
-row is claimed once however many schedulers run. Every enqueue counts in
-`letters.enqueue_count`, by which the sweep of queued letters backs off.
+row is claimed once however many schedulers run. `letters.enqueue_count` counts the
+enqueues since the letter was last claimed (a claim starts it at 1), and the sweep of
+queued letters backs off by it: a letter retried or replayed many times is not made to
+wait the longest back-off when its next message is lost.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def claim_due_letters(
             .values(
                 status=LetterStatus.QUEUED,
                 updated_at=now,
-                enqueue_count=Letter.enqueue_count + 1,
+                enqueue_count=1,
             )
             .returning(Letter.id)
         ).all()

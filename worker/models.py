@@ -142,7 +142,8 @@ class Letter(Base):
     # The due time first planned; send-now, replay and reschedule move only due_at.
     # None only for rows written by code that does not set it yet (0006 backfilled the rest).
     planned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    # How often the letter was enqueued: the queued-letter sweeper backs off by it.
+    # Enqueues since the letter was last claimed (a claim sets 1): the queued-letter
+    # sweeper backs off by it.
     enqueue_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Tracking hits past the per-letter cap are counted, not stored one row each.
     extra_opens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
