@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,11 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from tests.conftest import NOW, SECRET
-from tests.helpers import count_rows, event_doc, signed
+from tests.conftest import NOW, SECRET, TEMPLATES, make_settings
+from tests.helpers import count_rows, event_doc, ingest_doc, signed
+from worker.catalogue import Catalogue
+from worker.clock import FixedClock
 from worker.intake import ingest
 from worker.models import Event, InboxItem
-from worker.runtime import Runtime
+from worker.queue import RecordingDispatcher
+from worker.rules import RulesError, load_rules
+from worker.runtime import Runtime, build_runtime
 
 WEBHOOK = "/webhooks/generic"
 
@@ -193,3 +198,48 @@ def test_every_body_the_endpoint_accepts_ingests_into_an_event(
     assert result.outcome == "ingested", body
     with runtime.session_factory() as session:
         assert session.get(Event, result.event_id) is not None
+
+
+# --- the rules side: no valid rules file turns an accepted timestamp into an overflow --
+
+
+def test_the_latest_accepted_timestamp_plans_with_the_longest_delay_rules_allow(
+    tmp_path: Path, db_url: str
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "defaults: {frequency_cap: {max: 1, per: 365d}, max_event_age: 365d}\n"
+        "rules:\n"
+        "  - {name: late, on: feedback.logged, letter: feedback_logged, delay: 365d}\n"
+    )
+    runtime = build_runtime(
+        make_settings(tmp_path, db_url, rules_file=rules),
+        clock=FixedClock(datetime(2099, 12, 31, 23, 59, tzinfo=UTC)),
+        dispatcher=RecordingDispatcher(),
+    )
+    doc = event_doc("feedback.logged")
+    doc["timestamp"] = "2099-12-31T23:59:59Z"
+    [letter] = ingest_doc(runtime, doc, "evt_latest")
+    assert letter.due_at.year == 2100
+    runtime.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("line", "where"),
+    [
+        ("defaults: {frequency_cap: {max: 1, per: 999999w}}", "defaults.frequency_cap.per"),
+        ("defaults: {max_event_age: 999999w}", "defaults.max_event_age"),
+        ("defaults: {}", "rules[0] (late).delay"),
+    ],
+)
+def test_rules_refuse_durations_longer_than_a_year(tmp_path: Path, line: str, where: str) -> None:
+    rules = tmp_path / "rules.yaml"
+    delay = "999999w" if "rules" in where else "24h"
+    rules.write_text(
+        f"{line}\nrules:\n"
+        f"  - {{name: late, on: feedback.logged, letter: feedback_logged, delay: {delay}}}\n"
+    )
+    with pytest.raises(RulesError) as caught:
+        load_rules(rules, Catalogue.scan(TEMPLATES))
+    [problem] = caught.value.lines()
+    assert f"{where}: at most 365d" in problem

@@ -52,8 +52,19 @@ _RulesLoader.add_implicit_resolver(
 # --- field types ---------------------------------------------------------------------------
 
 
+# Longer than any thank-you should wait; longer still and adding it to an event time (up
+# to 2100, see worker.events) or subtracting it from one overflows the calendar.
+LONGEST = timedelta(days=365)
+
+
+def _at_most_a_year(delta: timedelta) -> timedelta:
+    if delta > LONGEST:
+        raise ValueError(f"at most {format_duration(LONGEST)}, got {format_duration(delta)}")
+    return delta
+
+
 def _duration(value: object) -> timedelta:
-    return parse_duration(value)
+    return _at_most_a_year(parse_duration(value))
 
 
 def _clock_time(value: object) -> time:
@@ -133,13 +144,13 @@ def _delay(value: object) -> Delay:
         unknown = set(value) - {"min", "max"}
         if unknown or set(value) != {"min", "max"}:
             raise ValueError("a delay window is {min: 24h, max: 72h}, with exactly those keys")
-        low, high = parse_duration(value["min"]), parse_duration(value["max"])
+        low, high = _duration(value["min"]), _duration(value["max"])
         if high < low:
             raise ValueError("max must not be shorter than min")
         return Delay(low, high)
     if isinstance(value, Delay):
         return value
-    fixed = parse_duration(value)
+    fixed = _duration(value)
     return Delay(fixed, fixed)
 
 
