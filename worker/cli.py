@@ -198,7 +198,7 @@ def run(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     from worker.http.app import create_app
     from worker.migrate import upgrade
     from worker.runtime import set_runtime
-    from worker.secrets_store import secret_key, webhook_secrets
+    from worker.secrets_store import secret_key, webhook_secrets_generated
 
     settings = _settings()
     _setup_logging(settings)
@@ -208,7 +208,7 @@ def run(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     if not os.environ.get("THANKLY_PUBLIC_URL", "").strip():
         # Links in letters and `thankly event send` follow --host/--port.
         settings = settings.model_copy(update={"public_url": url})
-    secrets = webhook_secrets(settings, create=True)
+    secrets, generated = webhook_secrets_generated(settings, create=True)
     secret_key(settings, create=True)
     database = redact_url(settings.effective_database_url)
     log.info("%s", upgrade(settings.effective_database_url).describe(database))
@@ -223,10 +223,14 @@ def run(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     activate = _activate_first()
     if activate:
         send_hint = f"{activate}\n  {send_hint}"
-    source = (
-        "THANKLY_WEBHOOK_SECRETS"
+    # Shown once, when generated, so a CRM can be configured; afterwards only where it is
+    # kept: a terminal log or a shared screen is no place to repeat a secret.
+    secret_line = (
+        f"{secrets[0]}  (generated, kept in {settings.var_dir / 'webhook_secret'})"
+        if generated
+        else "from THANKLY_WEBHOOK_SECRETS"
         if settings.webhook_secrets
-        else str(settings.var_dir / "webhook_secret")
+        else f"kept in {settings.var_dir / 'webhook_secret'}"
     )
     broker = redact_url(settings.broker_url) if settings.broker_url else "in-process"
     letters = (
@@ -240,7 +244,7 @@ def run(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
             f"  broker          {broker}\n"
             f"  letters         {letters}\n"
             f"  links           {settings.public_url}\n"
-            f"  webhook secret  {secrets[0]}  (from {source})\n\n"
+            f"  webhook secret  {secret_line}\n\n"
             f"Post a sample event from another terminal, in this folder:\n  {send_hint}\n",
             highlight=False,
             soft_wrap=True,

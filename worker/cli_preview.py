@@ -30,9 +30,14 @@ def _check_format(fmt: str) -> None:
 
 
 def _write_html(settings: Settings, name: str, html: str) -> None:
+    from worker.secrets_store import private_dir, private_file
+
     target = settings.var_dir / "preview" / f"{name}.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(html, encoding="utf-8")
+    # A preview of a stored letter is a real recipient's letter: as private as the database.
+    private_dir(settings.var_dir)
+    private_dir(target.parent)
+    with open(private_file(target), "w", encoding="utf-8") as handle:
+        handle.write(html)
     out.print(f"wrote {target.resolve()} (open it in a browser)", markup=False)
 
 

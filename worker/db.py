@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,11 +46,32 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# The database and the files SQLite keeps beside it hold every recipient's address and
+# letter: readable by the account running Thankly only.
+_SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal")
+
+
+def _private_sqlite_files(database: Path) -> None:
+    """Create the database file as 0600 before SQLite does (it would use the umask, often
+    0644), and close up files an older version left readable. SQLite gives the -wal and
+    -shm files it creates later the database file's mode."""
+    database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
+    for suffix in _SQLITE_SIDE_FILES:
+        path = Path(f"{database}{suffix}")
+        try:
+            info = path.stat()
+            if info.st_mode & 0o077 and info.st_uid == os.getuid():
+                path.chmod(0o600)
+        except FileNotFoundError:
+            continue
+
+
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_files(Path(parsed.database))
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, future=True
         )
