@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel, Field
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Query, Request, Response
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
 from worker import admin, suppressions
 from worker.rules import RulesError
@@ -19,6 +20,38 @@ from worker.runtime import Runtime
 from worker.timeline import letter_timeline
 
 router = APIRouter(prefix="/admin", tags=["admin"])
+
+# Edge values are refused here, with a 422 that says what is wrong, rather than by the
+# database with a 500: ids are BIGINT, a page past a million would be an offset no table
+# of letters reaches, a long id list is a query SQLite refuses.
+BIGINT_MAX = 2**63 - 1
+MAX_PAGE = 1_000_000
+MAX_IDS = 1000
+RowId = Annotated[int, Field(ge=1, le=BIGINT_MAX)]
+Ids = Annotated[list[RowId], Field(max_length=MAX_IDS)]
+
+
+def _text(value: str) -> str:
+    # PostgreSQL stores no NUL in text, and no address, letter name or reason has one.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _moment(value: datetime) -> datetime:
+    # Year 1 at +14:00 is not a UTC time Python can even represent; no letter is older
+    # than this century or due after the next.
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
+    if not 1970 <= utc.year <= 2200:
+        raise ValueError("must be between 1970 and 2200")
+    return utc
+
+
+Text = Annotated[str, AfterValidator(_text)]
+Moment = Annotated[AwareDatetime, AfterValidator(_moment)]
 
 
 def _digest(text: str) -> bytes:
@@ -51,13 +84,13 @@ def _runtime(request: Request) -> Runtime:
 class Selection(BaseModel):
     """Which letters: ids, or a filter (status is then required)."""
 
-    ids: list[int] = Field(default_factory=list)
+    ids: Ids = Field(default_factory=list)
     status: admin.StatusName | None = None
-    letter: str | None = None
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    letter: Text | None = None
+    since: Moment | None = None
+    until: Moment | None = None
     error_class: admin.ErrorClass | None = None
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: Text | None = Field(default=None, max_length=2000)
 
     def to_filter(self) -> admin.LetterFilter:
         if not self.ids and not self.status:
@@ -79,8 +112,8 @@ class ReplayRequest(Selection):
 
 
 class IdsRequest(BaseModel):
-    ids: list[int] = Field(min_length=1)
-    reason: str | None = Field(default=None, max_length=2000)
+    ids: Ids = Field(min_length=1)
+    reason: Text | None = Field(default=None, max_length=2000)
 
 
 class SendNowRequest(IdsRequest):
@@ -92,13 +125,13 @@ def list_letters(
     request: Request,
     actor: Actor,
     status: admin.StatusName | None = None,
-    letter: str | None = None,
-    contact: str | None = None,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
+    letter: Text | None = None,
+    contact: Text | None = None,
+    since: Moment | None = None,
+    until: Moment | None = None,
     error_class: admin.ErrorClass | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> dict[str, Any]:
     """Newest first, as `thankly letters list`; a typo in status or error_class is a 422
     that lists the valid values."""
@@ -121,7 +154,9 @@ def list_letters(
 
 
 @router.get("/letters/{letter_id}")
-def show_letter(letter_id: int, request: Request, actor: Actor) -> dict[str, Any]:
+def show_letter(
+    letter_id: Annotated[int, Path(ge=1, le=BIGINT_MAX)], request: Request, actor: Actor
+) -> dict[str, Any]:
     story = letter_timeline(_runtime(request).session_factory, letter_id)
     if story is None:
         raise HTTPException(404, f"no letter #{letter_id}")
@@ -173,13 +208,16 @@ def send_now(body: SendNowRequest, request: Request, actor: Actor) -> dict[str, 
 
 
 @router.get("/stats")
-def stats(request: Request, actor: Actor, since: AwareDatetime | None = None) -> dict[str, Any]:
+def stats(request: Request, actor: Actor, since: Moment | None = None) -> dict[str, Any]:
     return {"stats": admin.stats(_runtime(request).session_factory, since)}
 
 
 @router.get("/audit")
 def audit(
-    request: Request, actor: Actor, letter_id: int | None = None, email: str | None = None
+    request: Request,
+    actor: Actor,
+    letter_id: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
+    email: Text | None = None,
 ) -> dict[str, Any]:
     return {"entries": admin.audit_log(_runtime(request).session_factory, letter_id, email)}
 
@@ -188,16 +226,18 @@ def audit(
 
 
 class SuppressRequest(BaseModel):
-    email: str = Field(max_length=320)
-    reason: str = Field(min_length=1, max_length=2000)
+    email: Text = Field(max_length=320)
+    reason: Text = Field(min_length=1, max_length=2000)
 
 
 class LiftRequest(BaseModel):
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: Text = Field(min_length=1, max_length=2000)
 
 
 @router.get("/suppressions")
-def list_suppressions(request: Request, actor: Actor, contact: str | None = None) -> dict[str, Any]:
+def list_suppressions(
+    request: Request, actor: Actor, contact: Text | None = None
+) -> dict[str, Any]:
     """Suppressed addresses, newest first (as `thankly suppressions list --json`)."""
     try:
         rows = suppressions.list_suppressions(_runtime(request).session_factory, contact)
@@ -225,10 +265,10 @@ def add_suppression(
 
 @router.delete("/suppressions/{email}")
 def remove_suppression(
-    email: str,
+    email: Annotated[Text, Path(max_length=320)],
     request: Request,
     actor: Actor,
-    reason: Annotated[str | None, Query(max_length=2000)] = None,
+    reason: Annotated[Text | None, Query(max_length=2000)] = None,
     body: Annotated[LiftRequest | None, Body()] = None,
 ) -> dict[str, Any]:
     """Lift a suppression; the reason comes as `?reason=` or `{"reason": …}`. Letters
