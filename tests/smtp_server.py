@@ -27,6 +27,9 @@ class Script:
     delivered: list[str] = field(default_factory=list)  # Message-IDs, in order
     over_tls: list[bool] = field(default_factory=list)
     raw: list[bytes] = field(default_factory=list)
+    envelopes: list[tuple[str, list[str], list[str]]] = field(
+        default_factory=list
+    )  # from, to, options
     connections: int = 0
 
 
@@ -47,6 +50,9 @@ class _Handler:
         if reply.startswith("250") or self.script.drop_after_data:
             self.script.delivered.append(str(message_from_bytes(envelope.content)["Message-ID"]))
             self.script.raw.append(envelope.content)
+            self.script.envelopes.append(
+                (envelope.mail_from, list(envelope.rcpt_tos), list(envelope.mail_options))
+            )
             self.script.over_tls.append(server.transport.get_extra_info("ssl_object") is not None)
         if self.script.drop_after_data:
             server.transport.close()  # the reply never reaches the client
@@ -69,9 +75,11 @@ class _Controller(Controller):
         script: Script,
         auth: tuple[str, str] | None,
         starttls: ssl.SSLContext | None = None,
+        smtputf8: bool = False,
         **kwargs: Any,
     ) -> None:
         self._script, self._auth, self._starttls = script, auth, starttls
+        self._smtputf8 = smtputf8
         super().__init__(_Handler(script), **kwargs)
 
     def factory(self) -> SMTP:
@@ -85,11 +93,11 @@ class _Controller(Controller):
             # handled=False lets aiosmtpd send the 535 itself.
             return AuthResult(success=True) if ok else AuthResult(success=False, handled=False)
 
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"enable_SMTPUTF8": self._smtputf8}
         if self._auth:
             # PLAIN only: smtplib falls back from PLAIN to LOGIN after a 535, and
             # aiosmtpd's LOGIN exchange then stalls, which would hide the 535 we test.
-            extra = {
+            extra |= {
                 "authenticator": authenticator,
                 "auth_required": True,
                 "auth_require_tls": False,
@@ -113,13 +121,16 @@ def smtp_server(
     auth: tuple[str, str] | None = None,
     starttls: ssl.SSLContext | None = None,
     implicit_tls: ssl.SSLContext | None = None,
+    smtputf8: bool = False,
 ) -> Iterator[tuple[Script, int]]:
+    """`smtputf8` makes the server offer SMTPUTF8 (RFC 6531), as many relays do not."""
     script = Script()
     port = free_port()
     controller = _Controller(
         script,
         auth,
         starttls,
+        smtputf8,
         hostname="127.0.0.1",
         port=port,
         ssl_context=implicit_tls,

@@ -5,6 +5,12 @@ A failed send raises SendError whose `kind` decides what happens to the letter:
 - permanent: the server refused the message (5xx), trying again will not help;
 - unknown: the connection was lost after the message content was sent, so the server
   may have accepted it; never resent automatically (an admin decides).
+A sender raises nothing else once the first byte of the message may have reached the
+server: any other exception means the message was not sent.
+
+International addresses: a domain outside ASCII goes out in its IDNA form (`xn--…`) in
+the envelope and the headers alike; a local part outside ASCII needs SMTPUTF8 (RFC 6531)
+and a message written in UTF-8 (RFC 6532), so without that extension the letter fails.
 """
 
 from __future__ import annotations
@@ -15,11 +21,15 @@ import ssl
 import tempfile
 import threading
 from dataclasses import dataclass, field
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
+from email.policy import SMTPUTF8 as SMTPUTF8_POLICY
 from pathlib import Path
 from typing import Literal, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
+
+import idna
 
 Kind = Literal["transient", "permanent", "unknown"]
 
@@ -35,6 +45,59 @@ class SendError(Exception):
 
 class Sender(Protocol):
     def send(self, message: EmailMessage, envelope_from: str, recipient: str) -> None: ...
+
+
+ADDRESS_HEADERS = ("From", "Sender", "To", "Cc", "Reply-To")
+
+
+@dataclass(frozen=True)
+class Wire:
+    """A message as it goes out: its bytes and an envelope with ASCII domains."""
+
+    data: bytes
+    envelope_from: str
+    recipient: str
+    smtputf8: bool  # some address keeps a local part outside ASCII
+
+
+def _idna(domain: str, phase: str) -> str:
+    if domain.isascii():
+        return domain  # left exactly as given
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise SendError("permanent", phase, f"the domain has no ASCII (IDNA) form: {exc}") from None
+
+
+def _ascii_domain(address: str, phase: str) -> str:
+    local, _, domain = address.rpartition("@")
+    return f"{local}@{_idna(domain, phase)}"
+
+
+def _ascii_domains(message: EmailMessage) -> None:
+    for name in ADDRESS_HEADERS:
+        header = message[name]
+        if header is None or all(a.domain.isascii() for a in header.addresses):
+            continue
+        rewritten = [
+            Address(a.display_name, a.username, _idna(a.domain, "mail")) for a in header.addresses
+        ]
+        message.replace_header(name, rewritten)
+
+
+def wire(message: EmailMessage, envelope_from: str, recipient: str) -> Wire:
+    """Rewrites the message's address headers in place to ASCII domains, and serialises it:
+    as 7-bit headers, or in UTF-8 when a local part is not ASCII (an encoded word there
+    would make the address invalid)."""
+    _ascii_domains(message)
+    sender = _ascii_domain(envelope_from, "mail")
+    rcpt = _ascii_domain(recipient, "rcpt")
+    local_parts = [
+        a.username for n in ADDRESS_HEADERS for a in getattr(message[n], "addresses", ())
+    ]
+    utf8 = not all(part.isascii() for part in (sender, rcpt, *local_parts))
+    data = message.as_bytes(policy=SMTPUTF8_POLICY if utf8 else SMTP_POLICY)
+    return Wire(data, sender, rcpt, utf8)
 
 
 @dataclass
@@ -56,7 +119,7 @@ class EmlSender:
 
     def send(self, message: EmailMessage, envelope_from: str, recipient: str) -> None:
         name = "".join(c for c in str(message["Message-ID"]) if c.isalnum() or c in "@.-_")
-        data = message.as_bytes(policy=SMTP_POLICY)
+        data = wire(message, envelope_from, recipient).data
         tmp = ""
         try:
             self.outbox.mkdir(parents=True, exist_ok=True)
@@ -174,59 +237,92 @@ class SmtpSender:
         return conn
 
     def send(self, message: EmailMessage, envelope_from: str, recipient: str) -> None:
-        data = _dot_stuff(message.as_bytes(policy=SMTP_POLICY))
+        out = wire(message, envelope_from, recipient)
+        data = _dot_stuff(out.data)
         with self._lock:
             reused = self._conn is not None
             try:
-                self._transaction(data, envelope_from, recipient)
+                self._transaction(data, out)
             except _DroppedBeforeMessage:
                 self._drop()
                 if not reused:
                     raise SendError("transient", "connect", "connection closed by server") from None
                 # The idle connection had gone away; nothing of this message was sent.
                 try:
-                    self._transaction(data, envelope_from, recipient)
+                    self._transaction(data, out)
                 except _DroppedBeforeMessage:
                     self._drop()
                     raise SendError("transient", "connect", "connection closed by server") from None
 
-    def _transaction(self, data: bytes, envelope_from: str, recipient: str) -> None:
+    def _transaction(self, data: bytes, out: Wire) -> None:
         if self._conn is None:
             self._conn = self._connect()
         conn = self._conn
+        phase = "mail"
         try:
-            code, reply = conn.mail(envelope_from)
+            options = self._mail_options(conn, out)
+            conn.command_encoding = "ascii"  # smtplib leaves it utf-8 after an SMTPUTF8 MAIL
+            code, reply = conn.mail(out.envelope_from, options)
             if code != 250:
                 self._reset()
                 raise SendError(_reply_kind(code), "mail", _text(reply), code)
-            code, reply = conn.rcpt(recipient)
+            phase = "rcpt"
+            code, reply = conn.rcpt(out.recipient)
             if code not in (250, 251):
                 self._reset()
                 raise SendError(_reply_kind(code), "rcpt", _text(reply), code)
+            phase = "data"
             conn.putcmd("data")
             code, reply = conn.getreply()
             if code != 354:
                 self._reset()
                 raise SendError(_reply_kind(code), "data", _text(reply), code)
-        except (TimeoutError, smtplib.SMTPServerDisconnected, ConnectionError) as exc:
+        except SendError:
+            raise
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
             raise _DroppedBeforeMessage from exc
+        except Exception as exc:
+            # Anything else (an address smtplib cannot encode, a bug) may leave the server
+            # inside a transaction, where the next letter's MAIL would get `503 nested MAIL`:
+            # the connection is not reused. Nothing of the message was sent.
+            self._abandon()
+            raise SendError("permanent", phase, f"{type(exc).__name__}: {exc}") from None
         try:
             conn.send(data)
             code, reply = conn.getreply()
-        except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            self._conn = None
-            conn.close()
+        except Exception as exc:
+            self._abandon()
             raise SendError(
                 "unknown", "after-data", f"connection lost after the message was sent: {exc}"
             ) from None
         if code != 250:
             raise SendError(_reply_kind(code), "data-end", _text(reply), code)
 
+    @staticmethod
+    def _mail_options(conn: smtplib.SMTP, out: Wire) -> list[str]:
+        if not out.smtputf8:
+            return []
+        if not conn.has_extn("smtputf8"):
+            whose = "recipient's" if not out.recipient.isascii() else "sender's"
+            raise SendError(
+                "permanent",
+                "rcpt" if whose == "recipient's" else "mail",
+                f"the {whose} address is not ASCII before the @ and the SMTP server does not "
+                "offer SMTPUTF8, which such an address needs",
+            )
+        return ["SMTPUTF8", "BODY=8BITMIME"] if conn.has_extn("8bitmime") else ["SMTPUTF8"]
+
     def _reset(self) -> None:
         try:
             if self._conn is not None:
                 self._conn.rset()
         except (smtplib.SMTPException, OSError):
+            self._abandon()
+
+    def _abandon(self) -> None:
+        """Closes the connection without QUIT: its state is unknown."""
+        if self._conn is not None:
+            self._conn.close()
             self._conn = None
 
 
