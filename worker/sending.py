@@ -173,6 +173,9 @@ def send_letter(d: Delivery, letter_id: int) -> str:
             )
             return "suppressed"
 
+    # Until the sender is handed the message nothing can have reached a server: whatever
+    # goes wrong (a template, data the calendar or the email library refuses) fails the
+    # letter with the error instead of stranding it in `sending`.
     try:
         rendered = render_letter(d, letter, payload)
         with d.session_factory.begin() as session:
@@ -181,22 +184,10 @@ def send_letter(d: Delivery, letter_id: int) -> str:
                 .where(Letter.id == letter_id)
                 .values(rendered=asdict(rendered), reuse_rendered=False)
             )
-    except RenderError as exc:
-        _record(d, letter_id, now, "permanent", text=str(exc))
-        with d.session_factory.begin() as session:
-            _finish(
-                session,
-                letter_id,
-                d.clock.now(),
-                ("email.failed", {"error": f"render: {exc}"}),
-                status=LetterStatus.FAILED,
-                last_error=f"render: {exc}",
-            )
-        log.error("letter #%s cannot be rendered: %s", letter_id, exc)
-        return "failed"
-
-    message = letter_message(d, letter, payload, rendered, now)
-    envelope_from = message["From"].addresses[0].addr_spec
+        message = letter_message(d, letter, payload, rendered, now)
+        envelope_from = message["From"].addresses[0].addr_spec
+    except Exception as exc:
+        return _not_built(d, letter_id, now, exc)
 
     def attempt() -> None:
         started = d.clock.now()
@@ -205,6 +196,11 @@ def send_letter(d: Delivery, letter_id: int) -> str:
         except SendError as exc:
             _record(d, letter_id, started, exc.kind, exc)
             raise
+        except Exception as exc:
+            # By the Sender contract an unclassified exception means nothing was sent.
+            error = SendError("permanent", "mail", f"{type(exc).__name__}: {exc}")
+            _record(d, letter_id, started, error.kind, error)
+            raise error from exc
         _record(d, letter_id, started, "sent")
 
     retrying = Retrying(
@@ -238,6 +234,22 @@ def send_letter(d: Delivery, letter_id: int) -> str:
         letter.message_id,
     )
     return "sent"
+
+
+def _not_built(d: Delivery, letter_id: int, started: datetime, exc: Exception) -> str:
+    detail = str(exc) if isinstance(exc, RenderError) else f"{type(exc).__name__}: {exc}"
+    _record(d, letter_id, started, "permanent", text=detail)
+    with d.session_factory.begin() as session:
+        _finish(
+            session,
+            letter_id,
+            d.clock.now(),
+            ("email.failed", {"error": f"render: {detail}"}),
+            status=LetterStatus.FAILED,
+            last_error=f"render: {detail}",
+        )
+    log.error("letter #%s cannot be rendered: %s", letter_id, detail)
+    return "failed"
 
 
 def _after_failure(d: Delivery, letter_id: int, exc: SendError) -> str:

@@ -88,15 +88,23 @@ def _ascii_domains(message: EmailMessage) -> None:
 def wire(message: EmailMessage, envelope_from: str, recipient: str) -> Wire:
     """Rewrites the message's address headers in place to ASCII domains, and serialises it:
     as 7-bit headers, or in UTF-8 when a local part is not ASCII (an encoded word there
-    would make the address invalid)."""
-    _ascii_domains(message)
+    would make the address invalid). Raises only SendError (permanent: the same message
+    would fail the same way again)."""
     sender = _ascii_domain(envelope_from, "mail")
     rcpt = _ascii_domain(recipient, "rcpt")
-    local_parts = [
-        a.username for n in ADDRESS_HEADERS for a in getattr(message[n], "addresses", ())
-    ]
-    utf8 = not all(part.isascii() for part in (sender, rcpt, *local_parts))
-    data = message.as_bytes(policy=SMTPUTF8_POLICY if utf8 else SMTP_POLICY)
+    try:
+        _ascii_domains(message)
+        local_parts = [
+            a.username for n in ADDRESS_HEADERS for a in getattr(message[n], "addresses", ())
+        ]
+        utf8 = not all(part.isascii() for part in (sender, rcpt, *local_parts))
+        data = message.as_bytes(policy=SMTPUTF8_POLICY if utf8 else SMTP_POLICY)
+    except SendError:
+        raise
+    except Exception as exc:  # the email library refusing a value: data, not a fault
+        raise SendError(
+            "permanent", "mail", f"cannot write the message: {type(exc).__name__}: {exc}"
+        ) from None
     return Wire(data, sender, rcpt, utf8)
 
 
