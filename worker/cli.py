@@ -107,6 +107,9 @@ def _serve(application: Any, sock: socket.socket, settings: Settings, **options:
         application,
         log_config=None,
         access_log=settings.log_level == "DEBUG",
+        # uvicorn would believe X-Forwarded-For from 127.0.0.1 (or FORWARDED_ALLOW_IPS);
+        # THANKLY_TRUSTED_PROXIES alone decides (worker/http/client_address.py).
+        proxy_headers=False,
         **options,
     )
     # uvicorn says where it listens only for sockets it bound itself.
@@ -274,7 +277,7 @@ def api(host: HostOpt = "0.0.0.0", port: PortOpt = 8000) -> None:  # noqa: S104 
         application = create_app(runtime)
     except MissingSecretError as exc:
         fail(str(exc), 2)
-    _serve(application, _listen(host, port, "api"), settings, proxy_headers=True)
+    _serve(application, _listen(host, port, "api"), settings)
 
 
 # The Celery pools that fit Thankly's tasks (gevent/eventlet would need extra packages).

@@ -11,6 +11,7 @@ import binascii
 import difflib
 from collections.abc import Mapping
 from email.utils import getaddresses
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -114,6 +115,9 @@ class Settings(BaseSettings):
     # A CRM activity handed to a task is claimed again when this runs out (its worker died,
     # or the broker lost the task): longer than the grace the sweepers give a queued task.
     crm_lease_seconds: float = Field(default=300.0, gt=0)
+    # Proxies whose X-Forwarded-For is believed (addresses or networks, comma-separated);
+    # none by default, so a client cannot name its own address in the audit log.
+    trusted_proxies: str = ""
     log_level: str = "INFO"
     # `json`: one object per line (time, level, logger, message, exception) for shippers.
     log_format: Literal["text", "json"] = "text"
@@ -164,6 +168,27 @@ class Settings(BaseSettings):
                 "delivery still waiting in the queue is claimed a second time"
             )
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: str) -> str:
+        for item in value.split(","):
+            if item.strip():
+                try:
+                    ip_network(item.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"{item.strip()!r} is not an address or network such as 10.0.0.0/8"
+                    ) from None
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> list[IPv4Network | IPv6Network]:
+        return [
+            ip_network(x.strip(), strict=False)
+            for x in self.trusted_proxies.split(",")
+            if x.strip()
+        ]
 
     @field_validator("log_level")
     @classmethod

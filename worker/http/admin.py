@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Query
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
 from worker import admin, suppressions
+from worker.http.client_address import client_address
 from worker.rules import RulesError
 from worker.runtime import Runtime
 from worker.timeline import letter_timeline
@@ -69,7 +70,8 @@ def require_admin(request: Request, authorization: Annotated[str | None, Header(
         raise HTTPException(
             401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
         )
-    host = request.client.host if request.client else "?"
+    settings = request.app.state.runtime.settings
+    host = client_address(request, settings.trusted_proxy_networks) or "?"
     return f"admin-api ({host})"
 
 

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
+from worker.http.client_address import client_address
 from worker.runtime import Runtime
 from worker.tracking import (
     PIXEL_GIF,
@@ -34,8 +35,8 @@ NO_STORE = {"Cache-Control": "no-store, max-age=0", "Pragma": "no-cache"}
 
 
 def _client(request: Request) -> tuple[str | None, str | None]:
-    ip = request.client.host if request.client else None
-    return request.headers.get("user-agent"), ip
+    proxies = request.app.state.runtime.settings.trusted_proxy_networks
+    return request.headers.get("user-agent"), client_address(request, proxies)
 
 
 @router.get("/t/o/{token}.gif")
