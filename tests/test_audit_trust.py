@@ -3,6 +3,7 @@ claims."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select, update
 
-from tests.conftest import make_settings
+from tests.conftest import RULES_FILE, TEMPLATES, make_settings
 from tests.helpers import ingest_doc
 from tests.test_admin_api import FEEDBACK, TOKEN, failed_letter
 from worker.cli_common import cli_actor
@@ -145,3 +146,53 @@ def test_uvicorn_does_not_rewrite_the_peer_from_forwarded_for(
     with socket.socket() as sock:
         cli._serve(object(), sock, make_settings(tmp_path, "sqlite://"))
     assert seen and seen[0].proxy_headers is False
+
+
+# --- letters keep their story: who moved them, and when they were first planned ---------
+
+
+def _show(cli: Any, letter_id: int) -> tuple[dict[str, Any], str]:
+    as_json = cli("letters", "show", str(letter_id), "--json")
+    as_text = cli("letters", "show", str(letter_id))
+    assert as_json.exit_code == 0 and as_text.exit_code == 0, as_text.output
+    return json.loads(as_json.stdout), as_text.stdout
+
+
+def test_reschedule_is_audited_and_the_planned_time_stays_visible(
+    runtime: Runtime, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES_FILE.read_text())
+    monkeypatch.setenv("THANKLY_RULES_FILE", str(rules))
+    monkeypatch.setenv("THANKLY_TEMPLATES_DIR", str(TEMPLATES))
+    [letter] = ingest_doc(runtime, FEEDBACK, "evt_resched")
+    planned = "2026-11-23T08:00:00Z"
+    rules.write_text(rules.read_text().replace("delay: 24h}", "delay: 72h}", 1))
+    os.utime(rules, ns=(rules.stat().st_mtime_ns + 10**9,) * 2)
+
+    assert cli("rules", "apply", "--reschedule").exit_code == 0
+
+    with runtime.session_factory() as session:
+        [entry] = session.scalars(select(AuditEntry).where(AuditEntry.letter_id == letter.id))
+    assert (entry.action, entry.actor) == ("reschedule", cli_actor())
+    assert entry.details == {
+        "old_due_at": "2026-11-23T08:00:00+00:00",
+        "due_at": "2026-11-23T15:30:00+00:00",
+    }
+    story, text = _show(cli, letter.id)
+    assert story["planned_at"] == planned and story["due_at"] == "2026-11-23T15:30:00Z"
+    [moved] = [e for e in story["timeline"] if e["what"] == "admin reschedule"]
+    assert cli_actor() in moved["detail"] and "15:30" in moved["detail"]
+    assert f"planned for {planned}; due 2026-11-23T15:30:00Z" in text
+    assert "admin reschedule" in text
+
+
+def test_send_now_keeps_the_planned_time_visible(runtime: Runtime, cli: Any) -> None:
+    [letter] = ingest_doc(runtime, FEEDBACK, "evt_now")
+    assert cli("letters", "send-now", str(letter.id), "--ignore-window").exit_code == 0
+    story, text = _show(cli, letter.id)
+    assert story["planned_at"] == "2026-11-23T08:00:00Z"
+    assert story["due_at"] != story["planned_at"]
+    [planned] = [e for e in story["timeline"] if e["what"] == "planned"]
+    assert planned["detail"].endswith("due 2026-11-23T08:00:00Z")
+    assert "planned for 2026-11-23T08:00:00Z; due" in text

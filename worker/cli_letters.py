@@ -52,6 +52,11 @@ def show(
         markup=False,
     )
     out.print(f"  Message-ID {story['message_id']}", markup=False)
+    planned, due = story["planned_at"], story["due_at"]
+    if planned and planned != due:  # moved by send-now, a replay or a reschedule
+        out.print(f"  planned for {planned}; due {due}", markup=False)
+    else:
+        out.print(f"  due {due}", markup=False)
     if story["subject"]:
         out.print(f"  subject: {story['subject']}", markup=False)
     out.print(

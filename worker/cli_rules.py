@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from worker.catalogue import Catalogue
-from worker.cli_common import err, out, parse_when, read_event_file
+from worker.cli_common import cli_actor, err, out, parse_when, read_event_file
 from worker.cli_common import fail as _fail
 from worker.cli_common import settings_or_exit as _settings
 from worker.cli_preview import templates_report
@@ -142,6 +142,7 @@ def apply(
             Catalogue.scan(settings.templates_dir),
             SystemClock().now(),
             dry_run=dry_run,
+            actor=cli_actor(),
         )
     finally:
         engine.dispose()

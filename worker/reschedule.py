@@ -1,6 +1,7 @@
 """`thankly rules apply --reschedule`: new due times for still-scheduled letters after ops
 changed delays or send windows. Only the time moves; a letter whose rule is gone or no
-longer matches is reported and left for an admin to cancel."""
+longer matches is reported and left for an admin to cancel. Every move is audited, so a
+letter's timeline says who moved it and from when."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from worker.catalogue import Catalogue
 from worker.events import validate_event
-from worker.models import Event, Letter, LetterStatus
+from worker.models import AuditEntry, Event, Letter, LetterStatus
 from worker.planning import plan_rule
 from worker.rules import RuleSet
 
@@ -37,6 +38,7 @@ def reschedule(
     now: datetime,
     *,
     dry_run: bool,
+    actor: str,
 ) -> list[Change]:
     changes: list[Change] = []
     with session_factory.begin() as session:
@@ -59,7 +61,7 @@ def reschedule(
             changes.append(change)
             if change.moves and not dry_run:
                 # Conditional: a letter the scheduler claimed meanwhile is left alone.
-                session.execute(
+                moved = session.execute(
                     update(Letter)
                     .where(
                         Letter.id == letter_id,
@@ -68,4 +70,18 @@ def reschedule(
                     )
                     .values(due_at=planned.due_at, updated_at=now)
                 )
+                if getattr(moved, "rowcount", 0) == 1:
+                    session.add(
+                        AuditEntry(
+                            at=now,
+                            actor=actor[:128],
+                            action="reschedule",
+                            letter_id=letter_id,
+                            reason="rules apply --reschedule",
+                            details={
+                                "old_due_at": old_due.isoformat(),
+                                "due_at": planned.due_at.isoformat(),
+                            },
+                        )
+                    )
     return changes

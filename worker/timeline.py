@@ -33,8 +33,9 @@ def letter_timeline(factory: sessionmaker[Session], letter_id: int) -> dict[str,
         {
             "at": _iso(letter.created_at),
             "what": "planned",
+            # The first planned time: send-now, replay and reschedule move due_at later.
             "detail": f"{letter.rule} from {event.type} {event.external_id}, "
-            f"due {_iso(letter.due_at)}",
+            f"due {_iso(letter.planned_at or letter.due_at)}",
         }
     ]
     for a in attempts:
@@ -81,6 +82,9 @@ def letter_timeline(factory: sessionmaker[Session], letter_id: int) -> dict[str,
         )
     for entry in audit:
         why = f": {entry.reason}" if entry.reason else ""
+        moved = entry.details or {}
+        if moved.get("old_due_at") and moved.get("due_at"):
+            why += f" (due {moved['old_due_at']} → {moved['due_at']})"
         entries.append(
             {
                 "at": _iso(entry.at),
@@ -101,6 +105,7 @@ def letter_timeline(factory: sessionmaker[Session], letter_id: int) -> dict[str,
         "rule": letter.rule,
         "contact": letter.contact_email,
         "deal_id": letter.deal_id,
+        "planned_at": _iso(letter.planned_at),
         "due_at": _iso(letter.due_at),
         "sent_at": _iso(letter.sent_at),
         "message_id": letter.message_id,
