@@ -98,23 +98,52 @@ def letter_message(
     )
 
 
+LATE = "the outcome arrived after the sending timeout had marked it unknown"
+
+
 def _finish(
     session: Session,
     letter_id: int,
     now: datetime,
     activity: tuple[str, dict[str, object]] | None = None,
     **values: object,
-) -> None:
-    """Leave `sending`, and tell the CRM in the same transaction (outbox)."""
-    session.execute(
-        update(Letter)
-        .where(Letter.id == letter_id, Letter.status == LetterStatus.SENDING)
-        .values(updated_at=now, **values)
-    )
+) -> str | None:
+    """Leave `sending`, and tell the CRM in the same transaction (outbox). Returns the
+    status left, or None when the letter had moved on and nothing changed.
+
+    A letter may already be `unknown`: the scheduler's sending timeout marks a send that
+    takes too long, while this worker still waits for the server. The server's answer is
+    the truth, so it replaces `unknown` (noted in status_reason). Each update is
+    conditional and the CRM hears of it only when the row changed: an admin's replay or
+    cancel in the meantime is never contradicted by a report of a change that did not
+    happen."""
+    left = None
+    for status, extra in (
+        (LetterStatus.SENDING, {}),
+        (LetterStatus.UNKNOWN, {"status_reason": LATE}),
+    ):
+        changed = session.execute(
+            update(Letter)
+            .where(Letter.id == letter_id, Letter.status == status)
+            .values(updated_at=now, **(extra | values))
+        )
+        if getattr(changed, "rowcount", 0) == 1:
+            left = status
+            break
+    if left is None:
+        letter = session.get_one(Letter, letter_id)
+        log.error(
+            "letter #%s: outcome %s not recorded: the letter is %s by now",
+            letter_id,
+            values.get("status"),
+            letter.status,
+        )
+        return None
     if activity is not None:
         kind, details = activity
         letter = session.get_one(Letter, letter_id)
         record(session, letter, kind, f"{kind.split('.')[1]}:{letter_id}", now, details)
+    return left
 
 
 def _record(
@@ -215,7 +244,7 @@ def send_letter(d: Delivery, letter_id: int) -> str:
     except SendError as exc:
         return _after_failure(d, letter_id, exc)
     with d.session_factory.begin() as session:
-        _finish(
+        left = _finish(
             session,
             letter_id,
             d.clock.now(),
@@ -224,6 +253,8 @@ def send_letter(d: Delivery, letter_id: int) -> str:
             sent_at=d.clock.now(),
             last_error=None,
         )
+    if left == LetterStatus.UNKNOWN:
+        log.warning("letter #%s: %s; it was sent, and is recorded as sent", letter_id, LATE)
     # The recipient's domain tells ops where it went; the address itself stays out of logs.
     log.info(
         "sent letter %s %s/%s to …@%s %s",
