@@ -1,8 +1,10 @@
 """Delivering one letter, exactly once or with the precise reason why not.
 
     queued ──claim──▶ sending ──▶ sent
-                         ├──▶ failed     render error, 5xx, or too many attempts
-                         ├──▶ unknown    connection lost after the content was sent
+                         ├──▶ failed     anything before the first byte went out (render,
+                         │               build), 5xx, or too many attempts
+                         ├──▶ unknown    connection lost after the content was sent (or the
+                         │               sending timeout; a late answer then replaces it)
                          ├──▶ suppressed unsubscribed since it was planned
                          └──▶ scheduled  transient failures: due again later
 
