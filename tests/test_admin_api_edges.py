@@ -98,7 +98,7 @@ REQUESTS = st.one_of(
     ),
     st.tuples(
         st.just("DELETE"),
-        TEXT.filter(lambda t: t not in ("", ".", "..")).map(
+        TEXT.filter(lambda t: t.strip(".") != "").map(  # no dot segment: it would change the path
             lambda t: f"/admin/suppressions/{quote(t, safe='')}"
         ),
         _query(reason=TEXT),
