@@ -211,6 +211,7 @@ def test_an_event_sent_with_a_zero_delay_rule_arrives_at_the_smtp_server(tmp_pat
                     "event",
                     "send",
                     sample,
+                    "--now",  # the sample's own date may be past max_event_age
                     "--url",
                     f"{url}/webhooks/generic",
                     "--id",
@@ -255,7 +256,7 @@ def test_a_demo_letter_opened_in_a_browser_reaches_the_crm_once(tmp_path: Path) 
         with thankly_run(env, tmp_path, port) as instance:
             sample = str(SAMPLES / "referral_made.pl.json")
             subprocess.run(
-                [*THANKLY, "event", "send", sample],
+                [*THANKLY, "event", "send", sample, "--now"],
                 env=env,
                 check=True,
                 capture_output=True,
@@ -330,7 +331,7 @@ def test_links_and_event_send_follow_the_port_of_thankly_run(tmp_path: Path) -> 
             pytest.fail("thankly run exited without its banner")
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
         wait_ready(instance.url, proc)
-        sent = send(var, str(SAMPLES / "deal_closed.ru.json"))
+        sent = send(var, str(SAMPLES / "deal_closed.ru.json"), "--now")
         assert sent.returncode == 0, sent.stderr
         deadline = time.monotonic() + 30
         while not list((var / "outbox").glob("[!.]*.eml")) and time.monotonic() < deadline:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -344,3 +345,22 @@ def test_outcome_summaries(event_type: str, outcomes: list[str], summary: str) -
     decisions = [{"rule": "r", "outcome": o, "reason": None, "letter_id": 1} for o in outcomes]
     assert outcome_summary(event_type, decisions) == summary
     assert outcome_summary(event_type, None) == "not recorded"
+
+
+def test_now_sends_an_old_sample_as_a_fresh_event(
+    send: Any, runtime: Runtime, tmp_path: Path
+) -> None:
+    """A sample file dated long ago plans nothing (max_event_age); --now restamps it."""
+    old = dict(RU_DEAL, timestamp="2026-01-05T10:00:00Z")
+    sample = tmp_path / "old.json"
+    sample.write_text(json.dumps(old))
+    assert send(str(sample), "--id", "evt_old").exit_code == 0
+    assert all_letters(runtime) == []  # over max_event_age: no letter
+
+    result = send(str(sample), "--now", "--id", "evt_now")
+    assert result.exit_code == 0, result.stderr
+    assert "timestamp set to now, 2026-11-20T10:05:00Z (was 2026-01-05T10:00:00Z)" in result.stderr
+    fresh = stored_events(runtime)[-1]
+    assert fresh.occurred_at == NOW
+    [letter] = all_letters(runtime)
+    assert letter.rule == "deal-closed-thanks"

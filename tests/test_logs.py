@@ -141,7 +141,7 @@ def test_a_real_thankly_run_logs_only_json_lines(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline and proc.poll() is None, "did not start"
                 time.sleep(0.2)
             subprocess.run(
-                [*command, "event", "send", str(SAMPLES / "deal_closed.ru.json")],
+                [*command, "event", "send", str(SAMPLES / "deal_closed.ru.json"), "--now"],
                 env=env,
                 cwd=tmp_path,
                 check=True,

@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import time_machine
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from tests.conftest import RULES_FILE, SAMPLES, TEMPLATES
+from tests.conftest import NOW, RULES_FILE, SAMPLES, TEMPLATES
 from tests.helpers import all_letters, ingest_doc
 from worker.cli import app
 from worker.models import Letter
 from worker.runtime import Runtime
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _today_is_the_samples_day() -> Iterator[None]:
+    """`rules explain` judges an event's age against the real clock; the samples are dated
+    2026-11-20, so these tests run as if it were that day."""
+    with time_machine.travel(NOW, tick=False):
+        yield
 
 
 @pytest.fixture
@@ -170,3 +181,13 @@ def test_reschedule_leaves_letters_of_removed_rules_and_says_so(
 def test_apply_needs_to_be_told_what(env: Path) -> None:
     code, _, err = invoke("rules", "apply")
     assert code == 2 and "--reschedule" in err
+
+
+def test_explain_says_an_old_event_plans_nothing(env: Path) -> None:
+    with time_machine.travel(NOW + timedelta(days=20), tick=False):
+        code, out, _ = invoke("rules", "explain", str(SAMPLES / "deal_closed.ru.json"))
+        # --at: as if it happened, and arrived, then; so a sample's due time can be explored.
+        recent = invoke("rules", "explain", str(SAMPLES / "deal_closed.ru.json"), "--at",
+                        "2026-11-20T10:00:00Z")  # fmt: skip
+    assert code == 0 and "nothing is sent" in out and "over max_event_age 14d" in out
+    assert "rule     deal-closed-thanks" in recent[1]

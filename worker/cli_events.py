@@ -50,6 +50,18 @@ def _read_file(file: Path) -> bytes:
     return body
 
 
+def _restamped(body: bytes, now: datetime) -> bytes:
+    """The event with its timestamp set to now: a sample file stays a fresh event however
+    old its own date is (older than defaults.max_event_age, it would plan nothing)."""
+    document = json.loads(body)
+    if not isinstance(document, dict):
+        return body  # not an event object: the server will say what is wrong with it
+    was = document.get("timestamp")
+    document["timestamp"] = now.isoformat().replace("+00:00", "Z")
+    err.print(f"event: timestamp set to now, {document['timestamp']} (was {was})", markup=False)
+    return json.dumps(document, ensure_ascii=False).encode()
+
+
 Opt = typer.Option  # keeps the option table below readable
 
 
@@ -122,6 +134,10 @@ def event_send(
             show_default=False,
         ),
     ] = None,
+    now: Annotated[
+        bool,
+        Opt("--now", help="With FILE: send it as happening now (its timestamp set to now)."),
+    ] = False,
     event_id: Annotated[
         str | None,
         Opt(
@@ -156,6 +172,8 @@ def event_send(
         if any(v not in (None, "") for v in vars(options).values()):
             fail("give either an event FILE or --type/--email and their options, not both", 2)
         body = _read_file(file)
+        if now:
+            body = _restamped(body, datetime.now(UTC))
     elif choice(event_type, EVENT_TYPES, "--type") is None or not email:
         fail("give an event FILE, or both --type and --email", 2)
     else:

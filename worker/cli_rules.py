@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -79,7 +79,8 @@ def check(
 def explain_command(
     event_file: Annotated[Path, typer.Argument(help="Event JSON (generic format).")],
     at: Annotated[
-        str | None, typer.Option("--at", help="Pretend the event happened at this ISO time.")
+        str | None,
+        typer.Option("--at", help="As if the event happened, and arrived, at this ISO time."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -90,7 +91,10 @@ def explain_command(
     event = read_event_file(event_file)
     if at is not None:
         event = event.model_copy(update={"timestamp": parse_when(at, "--at")})
-    result = explain(event, _rules(settings), Catalogue.scan(settings.templates_dir))
+    # Judged as if it arrived now (or, with --at, as if it happened and arrived then), as
+    # ingest would: an event past max_event_age plans nothing.
+    now = event.timestamp if at is not None else datetime.now(UTC)
+    result = explain(event, _rules(settings), Catalogue.scan(settings.templates_dir), now)
     if as_json:
         out.print(json.dumps(result, ensure_ascii=False, indent=2), markup=False)
         return
