@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import getpass
 import itertools
 import json
+import os
+import pwd
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,7 @@ def test_the_audit_log_keeps_who_when_and_why(
     with runtime.session_factory() as session:
         [entry] = session.scalars(select(AuditEntry)).all()
     assert entry.action == "replay" and entry.letter_id == failed
-    assert entry.actor == f"{getpass.getuser()} (cli)"
+    assert entry.actor == f"{pwd.getpwuid(os.getuid()).pw_name} (cli)"  # the real account
     assert entry.reason == "SMTP relay was down 02:00-03:10"
     assert entry.details["from"] == "failed"
     shown = json.loads(runner.invoke(app, ["letters", "show", str(failed), "--json"]).stdout)
