@@ -224,3 +224,12 @@ def test_event_send_needs_no_project_only_a_secret(tmp_path: Path) -> None:
 def test_a_mistyped_worker_pool_lists_the_valid_ones(tmp_path: Path) -> None:
     result = run_thankly("worker", "--pool", "gevnt", env={"THANKLY_VAR_DIR": str(tmp_path)})
     _one_line_exit_2(result, "--pool 'gevnt' is not one of: prefork, threads, solo")
+
+
+@pytest.mark.parametrize(
+    "command", [["letters", "show"], ["letters", "preview"], ["letters", "cancel"]]
+)
+def test_an_id_past_bigint_is_a_usage_error(command: list[str]) -> None:
+    result = CliRunner().invoke(app, [*command, str(2**63)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "Invalid value" in result.stderr and str(2**63 - 1) in result.stderr

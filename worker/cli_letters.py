@@ -24,6 +24,8 @@ from worker.cli_common import (
 
 letters_app = typer.Typer(help="Inspect letters.", no_args_is_help=True)
 crm_app = typer.Typer(help="CRM write-back.", no_args_is_help=True)
+# Ids are BIGINT: a larger number is a usage error (exit 2), not a database overflow.
+MAX_ID = 2**63 - 1
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
@@ -34,7 +36,8 @@ def _compact_table(*headers: str) -> Table:
 
 @letters_app.command("show")
 def show(
-    letter_id: Annotated[int, typer.Argument(help="Letter id.")], as_json: JsonOpt = False
+    letter_id: Annotated[int, typer.Argument(help="Letter id.", min=1, max=MAX_ID)],
+    as_json: JsonOpt = False,
 ) -> None:
     """A letter's timeline: planned, attempts, sent, opens, clicks, CRM deliveries."""
     from worker.timeline import letter_timeline
@@ -235,7 +238,7 @@ def _report(outcome: Outcome, verb: str) -> None:
 
 @letters_app.command("replay")
 def replay_letters(
-    ids: Annotated[list[int] | None, typer.Argument(help="Letter ids.")] = None,
+    ids: Annotated[list[int] | None, typer.Argument(help="Letter ids.", min=1, max=MAX_ID)] = None,
     status: StatusOpt = None,
     letter: LetterOpt = None,
     since: SinceOpt = None,
@@ -325,7 +328,7 @@ def replay_letters(
 
 @letters_app.command("cancel")
 def cancel_letters(
-    ids: Annotated[list[int], typer.Argument(help="Letter ids.")],
+    ids: Annotated[list[int], typer.Argument(help="Letter ids.", min=1, max=MAX_ID)],
     reason: ReasonOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -343,7 +346,7 @@ def cancel_letters(
 
 @letters_app.command("send-now")
 def send_now_letters(
-    ids: Annotated[list[int], typer.Argument(help="Letter ids.")],
+    ids: Annotated[list[int], typer.Argument(help="Letter ids.", min=1, max=MAX_ID)],
     ignore_window: Annotated[
         bool, typer.Option("--ignore-window", help="Send even outside the send window.")
     ] = False,
@@ -435,7 +438,7 @@ def stats_command(since: SinceOpt = None, as_json: JsonOpt = False) -> None:
 
 @letters_app.command("preview")
 def preview_letter(
-    letter_id: Annotated[int, typer.Argument(help="Letter id.")],
+    letter_id: Annotated[int, typer.Argument(help="Letter id.", min=1, max=MAX_ID)],
     fmt: Annotated[str, typer.Option("--format", help="text, html or eml.")] = "text",
 ) -> None:
     """A stored letter exactly as it will be sent (or re-sent); sends and changes nothing."""
