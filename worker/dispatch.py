@@ -90,7 +90,12 @@ def mark_stale_sending_unknown(
                 .values(
                     status=LetterStatus.UNKNOWN,
                     updated_at=now,
-                    last_error="worker stopped while sending; the letter may have been sent",
+                    # Dead worker or merely slow send: the scheduler cannot tell which. A
+                    # late answer from a slow one still lands on the letter (sending.py).
+                    last_error=(
+                        f"no outcome within {int(timeout.total_seconds())} s of sending (the "
+                        "worker stopped, or the send is still running); it may have been sent"
+                    ),
                 )
                 .returning(Letter.id)
             ).all()
