@@ -39,9 +39,15 @@ CANCEL_EVENT_TYPES = frozenset({"deal.reopened", "deal.lost"})
 
 def _email(value: str) -> str:
     try:
-        return validate_email(value, check_deliverability=False).normalized
+        normalized = validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise ValueError(f"not a valid email address: {exc}") from None
+    local = normalized.rpartition("@")[0]
+    # The address goes into To/Reply-To headers, where a decoder would read "=?…?=" as an
+    # RFC 2047 encoded word and turn it into other text, line breaks included.
+    if "=?" in local or not local.isprintable():
+        raise ValueError("the part before @ must not contain '=?' or control characters")
+    return normalized
 
 
 def _timezone(value: str) -> str:

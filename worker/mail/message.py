@@ -10,10 +10,28 @@ from email.utils import format_datetime, parseaddr
 from worker.letters import Rendered, one_line
 from worker.unsubscribe_texts import text_footer
 
+# Put between "=" and "?": no RFC 2047 decoder, ours or a reader's, sees an encoded word,
+# and the reader still sees the characters the CRM sent (the mark is invisible).
+ENCODED_WORD_BREAK = "\u200b"
+
+
+class UnsafeAddress(ValueError):
+    """An address whose local part a header decoder could turn into other text."""
+
+
+def header_text(value: str) -> str:
+    """A value for a header: one line, and no encoded word. The email library decodes
+    `=?utf-8?b?DQo=?=` in a value it is given back into CR/LF (and an unpatched Python,
+    CVE-2024-6923, writes them out raw), so CRM text must never hold one when set."""
+    return one_line(value).replace("=?", f"={ENCODED_WORD_BREAK}?")
+
 
 def _address(display: str | None, email: str) -> Address:
     username, _, domain = email.rpartition("@")
-    return Address(display_name=one_line(display or ""), username=username, domain=domain)
+    # Intake refuses these; events stored before it did must still not reach a header.
+    if "=?" in username or not username.isprintable():
+        raise UnsafeAddress("an address's local part holds '=?' or a control character")
+    return Address(display_name=header_text(display or ""), username=username, domain=domain)
 
 
 def _with_unsubscribe(text: str, locale: str | None, url: str | None) -> str:
@@ -36,7 +54,8 @@ def build_message(
     owner_email: str | None = None,
     unsubscribe_url: str | None = None,
 ) -> EmailMessage:
-    """Every header value passes through `one_line`: CRM data cannot add a header."""
+    """Every header value passes through `header_text`: CRM data cannot add a header.
+    Raises UnsafeAddress for an address no header can carry safely."""
     default_name, from_email = parseaddr(mail_from)
     msg = EmailMessage()
     # The owner's name on our address: the letter is personal, the domain stays ours (SPF/DKIM).
@@ -44,7 +63,7 @@ def build_message(
     msg["To"] = _address(None, to)
     if owner_email:
         msg["Reply-To"] = _address(owner_name, owner_email)
-    msg["Subject"] = one_line(rendered.subject)
+    msg["Subject"] = header_text(rendered.subject)
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = message_id
     if unsubscribe_url:

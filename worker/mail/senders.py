@@ -31,6 +31,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import idna
 
+from worker.mail.wire_check import refuse_unsafe
+
 Kind = Literal["transient", "permanent", "unknown"]
 
 
@@ -128,6 +130,7 @@ class EmlSender:
     def send(self, message: EmailMessage, envelope_from: str, recipient: str) -> None:
         name = "".join(c for c in str(message["Message-ID"]) if c.isalnum() or c in "@.-_")
         data = wire(message, envelope_from, recipient).data
+        refuse_unsafe(data, message.keys(), dot_stuffed=False)
         tmp = ""
         try:
             self.outbox.mkdir(parents=True, exist_ok=True)
@@ -247,6 +250,7 @@ class SmtpSender:
     def send(self, message: EmailMessage, envelope_from: str, recipient: str) -> None:
         out = wire(message, envelope_from, recipient)
         data = _dot_stuff(out.data)
+        refuse_unsafe(data, message.keys(), dot_stuffed=True)
         with self._lock:
             reused = self._conn is not None
             try:
