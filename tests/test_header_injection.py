@@ -276,3 +276,28 @@ def test_a_letter_with_unsafe_bytes_fails_permanently_and_is_not_sent(
     with runtime.session_factory() as session:
         [attempt] = session.scalars(select(Attempt).where(Attempt.letter_id == letter.id))
     assert attempt.outcome == "permanent" and attempt.error_class == "wire-check"
+
+
+def test_a_stored_address_that_could_decode_fails_the_letter_without_sending(
+    smtp_runtimes: Any, clock: FixedClock
+) -> None:
+    """Events accepted before intake refused such local parts still reach no header."""
+    from sqlalchemy import update
+
+    with smtp_server() as (script, port):
+        runtime = smtp_runtimes(port)
+        [letter] = ingest_doc(runtime, copy.deepcopy(DEAL), "evt_stored")
+        with runtime.session_factory.begin() as session:
+            session.execute(
+                update(Letter)
+                .where(Letter.id == letter.id)
+                .values(contact_email=f"{TAKEOVER}@example.org")
+            )
+        clock.set(max(clock.now(), letter.due_at))
+        scheduler.tick(runtime)
+        send_letter(runtime.delivery(), letter.id)
+    assert script.delivered == []
+    with runtime.session_factory() as session:
+        stored = session.get_one(Letter, letter.id)
+    assert stored.status == LetterStatus.FAILED
+    assert stored.last_error is not None and "'=?'" in stored.last_error
