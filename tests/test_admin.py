@@ -367,8 +367,8 @@ def test_the_enumerated_values_match_what_the_code_writes() -> None:
 
     statuses = {v for k, v in vars(LetterStatus).items() if k.isupper()}
     assert set(admin.STATUSES) == statuses
-    senders = (ROOT / "worker" / "mail" / "senders.py").read_text()
-    raised = set(re.findall(r'SendError\(\s*[^,]+,\s*"([a-z-]+)"', senders))
+    mail = "".join(path.read_text() for path in (ROOT / "worker" / "mail").glob("*.py"))
+    raised = set(re.findall(r'SendError\(\s*[^,]+,\s*"([a-z-]+)"', mail))
     assert raised and raised | {"render"} == set(admin.ERROR_CLASSES)
 
 

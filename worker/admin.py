@@ -39,7 +39,17 @@ StatusName = Literal[
     "scheduled", "queued", "sending", "sent", "failed", "unknown", "cancelled", "suppressed"
 ]
 ErrorClass = Literal[
-    "connect", "ehlo", "auth", "mail", "rcpt", "data", "data-end", "after-data", "outbox", "render"
+    "connect",
+    "ehlo",
+    "auth",
+    "mail",
+    "rcpt",
+    "data",
+    "data-end",
+    "after-data",
+    "outbox",
+    "render",
+    "wire-check",
 ]
 STATUSES: tuple[str, ...] = get_args(StatusName)
 ERROR_CLASSES: tuple[str, ...] = get_args(ErrorClass)

@@ -38,7 +38,8 @@ Kind = Literal["transient", "permanent", "unknown"]
 
 class SendError(Exception):
     def __init__(self, kind: Kind, error_class: str, text: str, code: int | None = None) -> None:
-        super().__init__(f"{error_class}: {code or ''} {text}".strip())
+        code_text = f"{code} " if code else ""
+        super().__init__(f"{error_class}: {code_text}{text}".strip())
         self.kind = kind
         self.error_class = error_class
         self.text = text
