@@ -254,3 +254,27 @@ def test_the_samples_readme_describes_every_sample() -> None:
     folder = ROOT / "examples" / "events"
     described = set(re.findall(r"`([\w.\-]+\.json)`", (folder / "README.md").read_text()))
     assert described == {path.name for path in folder.glob("*.json")}
+
+
+# --- every test the README's guarantees cite exists ---------------------------------------
+
+
+def test_every_test_the_guarantees_table_cites_exists() -> None:
+    """A promise in "Security and failure guarantees" names the tests that hold it; a
+    renamed or deleted test must not leave the promise pointing at nothing."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Security and failure guarantees", 1)[1].split("\n## ", 1)[0]
+    cited: list[tuple[str, str]] = []
+    for row in section.splitlines():
+        current = None
+        for path, name in re.findall(r"`(tests/[\w/]+\.py)?::(\w+)`", row):
+            current = path or current
+            assert current, f"a test name without its file: {row}"
+            cited.append((current, name))
+    assert len(cited) > 20, "the pattern no longer finds the table's tests"
+    missing = [
+        f"{path}::{name}"
+        for path, name in cited
+        if not re.search(rf"^def {name}\(", (ROOT / path).read_text(), re.MULTILINE)
+    ]
+    assert missing == []
