@@ -40,9 +40,14 @@ def unsafe_reason(data: bytes, header_names: Iterable[str], *, dot_stuffed: bool
     return _header_problem(head.split(b"\r\n"), list(header_names))
 
 
+DOT = b"."
+
+
 def _unstuffed_dot(body: bytes) -> bool:
-    # After stuffing every line that starts with '.' starts with '..'.
-    return any(line.startswith(b".") and not line.startswith(b"..") for line in body.split(b"\r\n"))
+    # After stuffing, every line that starts with a dot starts with two of them.
+    return any(
+        line.startswith(DOT) and not line.startswith(DOT * 2) for line in body.split(b"\r\n")
+    )
 
 
 def _header_problem(lines: list[bytes], expected: list[str]) -> str | None:
