@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -23,6 +24,11 @@ if TYPE_CHECKING:
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_json(value: Any) -> None:
+    """`--json` output: indented, non-ASCII as itself (names in Cyrillic stay readable)."""
+    out.print(json.dumps(value, ensure_ascii=False, indent=2), markup=False)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

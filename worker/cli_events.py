@@ -21,6 +21,7 @@ from worker.cli_common import (
     fail,
     out,
     plain,
+    print_json,
     session_factory,
     short_time,
 )
@@ -248,7 +249,7 @@ def list_events(
     flt = EventFilter(event_type, contact, parse_when(since, "--since") if since else None)
     found = query(session_factory(), flt, limit, page)
     if as_json:
-        out.print(json.dumps(found.as_dict(), ensure_ascii=False, indent=2), markup=False)
+        print_json(found.as_dict())
         return
     note = _inbox_note(found.inbox)
     if not found.rows:
@@ -312,7 +313,7 @@ def show_event(
     if story is None:
         fail(f"no event {ref} (give its number, e.g. 42, or its webhook-id)")
     if as_json:
-        out.print(json.dumps(story, ensure_ascii=False, indent=2), markup=False)
+        print_json(story)
         return
     say = functools.partial(out.print, markup=False)
     say(f"event #{story['id']}  {story['type']}  from {story['source']}, id {story['external_id']}")

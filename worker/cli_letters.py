@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
@@ -17,6 +16,7 @@ from worker.cli_common import (
     fail,
     out,
     plain,
+    print_json,
     session_factory,
     settings_or_exit,
     short_time,
@@ -46,7 +46,7 @@ def show(
     if story is None:
         fail(f"no letter #{letter_id}")
     if as_json:
-        out.print(json.dumps(story, ensure_ascii=False, indent=2), markup=False)
+        print_json(story)
         return
     reason = f" ({story['status_reason']})" if story["status_reason"] else ""
     out.print(f"letter #{story['id']}  {story['status']}{reason}", markup=False)
@@ -86,7 +86,7 @@ def pending(as_json: JsonOpt = False) -> None:
 
     rows = pending_activities(session_factory())
     if as_json:
-        out.print(json.dumps(rows, indent=2), markup=False)
+        print_json(rows)
         return
     if not rows:
         out.print("nothing pending: the CRM has every activity")
@@ -201,7 +201,7 @@ def list_letters(
     factory = session_factory()
     rows = [summary(x) for x in find_letters(factory, flt)]
     if as_json:
-        out.print(json.dumps(rows, ensure_ascii=False, indent=2), markup=False)
+        print_json(rows)
         return
     total = count_letters(factory, flt)
     pages = max(1, -(-total // limit))
@@ -278,13 +278,7 @@ def replay_letters(
     candidates = {x.id: summary(x) for x in find_letters(factory, LetterFilter(ids=preview.done))}
     if dry_run:
         if as_json:
-            out.print(
-                json.dumps(
-                    {"would_replay": [candidates[i] for i in preview.done], **preview.as_dict()},
-                    indent=2,
-                ),
-                markup=False,
-            )
+            print_json({"would_replay": [candidates[i] for i in preview.done], **preview.as_dict()})
             _exit_if_nothing_done(preview)
             return
         if preview.done:
@@ -312,7 +306,7 @@ def replay_letters(
         task = bar.add_task("replaying", total=len(preview.done))
         outcome = replay(factory, flt, now, progress=lambda: bar.advance(task), **common)
     if as_json:
-        out.print(json.dumps(outcome.as_dict(), indent=2), markup=False)
+        print_json(outcome.as_dict())
         _exit_if_nothing_done(outcome)
         return
     _report(outcome, "replayed")
@@ -338,7 +332,7 @@ def cancel_letters(
 
     outcome = cancel(session_factory(), ids, SystemClock().now(), actor=cli_actor(), reason=reason)
     if as_json:
-        out.print(json.dumps(outcome.as_dict(), indent=2), markup=False)
+        print_json(outcome.as_dict())
     else:
         _report(outcome, "cancelled")
     _exit_if_nothing_done(outcome)
@@ -374,7 +368,7 @@ def send_now_letters(
         ignore_window=ignore_window,
     )
     if as_json:
-        out.print(json.dumps(outcome.as_dict(), indent=2), markup=False)
+        print_json(outcome.as_dict())
     else:
         _report(outcome, "moved")
         for letter_id, due in sorted(outcome.when.items()):
@@ -395,7 +389,7 @@ def stats_command(since: SinceOpt = None, as_json: JsonOpt = False) -> None:
 
     rows = stats(session_factory(), parse_when(since, "--since") if since else None)
     if as_json:
-        out.print(json.dumps(rows, indent=2), markup=False)
+        print_json(rows)
         return
     if not rows:
         out.print("no letters yet")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from worker.catalogue import Catalogue
-from worker.cli_common import cli_actor, err, out, parse_when, read_event_file
+from worker.cli_common import cli_actor, err, out, parse_when, print_json, read_event_file
 from worker.cli_common import fail as _fail
 from worker.cli_common import settings_or_exit as _settings
 from worker.cli_preview import templates_report
@@ -96,7 +95,7 @@ def explain_command(
     now = event.timestamp if at is not None else datetime.now(UTC)
     result = explain(event, _rules(settings), Catalogue.scan(settings.templates_dir), now)
     if as_json:
-        out.print(json.dumps(result, ensure_ascii=False, indent=2), markup=False)
+        print_json(result)
         return
     _print_explanation(event.timestamp, result)
 
@@ -152,22 +151,18 @@ def apply(
         engine.dispose()
     moved = [c for c in changes if c.moves]
     if as_json:
-        out.print(
-            json.dumps(
-                [
-                    {
-                        "letter_id": c.letter_id,
-                        "rule": c.rule,
-                        "old_due_at": c.old_due_at.isoformat(),
-                        "new_due_at": c.new_due_at.isoformat() if c.new_due_at else None,
-                        "moves": c.moves,
-                        "note": c.note,
-                    }
-                    for c in changes
-                ],
-                indent=2,
-            ),
-            markup=False,
+        print_json(
+            [
+                {
+                    "letter_id": c.letter_id,
+                    "rule": c.rule,
+                    "old_due_at": c.old_due_at.isoformat(),
+                    "new_due_at": c.new_due_at.isoformat() if c.new_due_at else None,
+                    "moves": c.moves,
+                    "note": c.note,
+                }
+                for c in changes
+            ]
         )
         return
     for c in changes:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from worker.cli_common import cli_actor, date_time, fail, out, plain, session_factory
+from worker.cli_common import cli_actor, date_time, fail, out, plain, print_json, session_factory
 
 suppressions_app = typer.Typer(
     help="Addresses that get no letters: list, add, remove.", no_args_is_help=True
@@ -18,10 +17,6 @@ EmailArg = Annotated[str, typer.Argument(help="Email address.", show_default=Fal
 ReasonOpt = Annotated[
     str, typer.Option("--reason", help="Why (kept in the audit log).", show_default=False)
 ]
-
-
-def _print_json(value: Any) -> None:
-    out.print(json.dumps(value, ensure_ascii=False, indent=2), markup=False)
 
 
 @suppressions_app.command("list")
@@ -39,7 +34,7 @@ def list_suppressions(
     except suppressions.SuppressionError as exc:
         fail(f"--contact: {exc}", 2)
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     if not rows:
         out.print(
@@ -71,7 +66,7 @@ def add(email: EmailArg, reason: ReasonOpt, as_json: JsonOpt = False) -> None:
     except suppressions.SuppressionError as exc:
         fail(str(exc), 2)
     if as_json:
-        _print_json(done.as_dict())
+        print_json(done.as_dict())
         return
     if not done.added:
         out.print(
@@ -102,7 +97,7 @@ def remove(email: EmailArg, reason: ReasonOpt, as_json: JsonOpt = False) -> None
     except suppressions.SuppressionError as exc:
         fail(str(exc), 2)
     if as_json:
-        _print_json(done.as_dict())
+        print_json(done.as_dict())
         return
     out.print(
         f"removed {done.email} from the suppression list (was: {done.was_reason}); "
