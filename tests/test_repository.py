@@ -131,7 +131,7 @@ needs_git = pytest.mark.skipif(not _is_git_checkout(), reason="not a git checkou
         ("templates/README.md", f"Each follows `{UP}shared/LETTERS.md`"),
         ("templates/README.md", f"see [the guide]({UP}{UP}shared/LETTERS.md)"),
         ("docs/events.md", f"run it as `{UP}examples/events/x.json`"),  # from the root
-        ("tests/conftest.py", "SAMPLES = ROOT" + '.parent / "shared" / "samples"'),
+        ("tests/conftest.py", "SAMPLES = ROOT" + '.parent / "sha' + 'red" / "samples"'),
         ("tests/conftest.py", "DOCS = Path(__file__).resolve()" + ".parents[2] / 'shared'"),
         ("tests/conftest.py", "HERE = Path(__file__)" + ".parent.parent.parent"),
         ("worker/x.py", 'open(os.path.join(BASE, "' + PARENT_DIR + '", "shared"))'),
