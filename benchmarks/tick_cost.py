@@ -25,9 +25,9 @@ from sqlalchemy import create_engine, insert, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.db import make_engine, make_session_factory
-from worker.dispatch import claim_due_letters
 from worker.migrate import upgrade
 from worker.models import Letter
+from worker.scheduling.claims import claim_due_letters
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 DUE_AT = datetime(2026, 11, 30, tzinfo=UTC)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy.exc import OperationalError
 
 from worker.celery_app import DB_RETRIES, app
-from worker.intake import ingest, mark_failed
+from worker.intake.ingest import ingest, mark_failed
+from worker.planning.rules import RulesError
 from worker.queue import INGEST_INBOX
-from worker.rules import RulesError
 from worker.runtime import get_runtime
 
 

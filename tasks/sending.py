@@ -7,9 +7,9 @@ from typing import Any
 from celery.signals import worker_process_init
 
 from worker.celery_app import DB_RETRIES, app
+from worker.delivery.send import send_letter as deliver
 from worker.queue import SEND_LETTER
 from worker.runtime import get_runtime
-from worker.sending import send_letter as deliver
 
 
 # A database hiccup is retried; a redelivery after the letter moved on finds it already

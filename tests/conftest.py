@@ -200,7 +200,7 @@ def cli(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Runs `thankly …` in this process against the test's database."""
     from typer.testing import CliRunner, Result
 
-    from worker.cli import app
+    from worker.cli.main import app
 
     monkeypatch.setenv("THANKLY_DATABASE_URL", runtime.engine.url.render_as_string(False))
 
@@ -219,7 +219,7 @@ def free_port() -> int:
 @pytest.fixture
 def smtp_runtimes(tmp_path: Path, db_url: str, clock: FixedClock) -> Iterator[Any]:
     """Builds runtimes that send to a local SMTP port: `build(port, userinfo="", **settings)`."""
-    from worker.mail.senders import SmtpConfig, SmtpSender
+    from worker.delivery.senders import SmtpConfig, SmtpSender
 
     made: list[Runtime] = []
 

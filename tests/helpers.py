@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.intake import accept, ingest
+from worker.intake.ingest import accept, ingest
+from worker.intake.signatures import signed_headers
 from worker.models import Event, InboxItem, Letter
 from worker.runtime import Runtime
-from worker.signatures import signed_headers
 
 # `thankly` as a user runs it, in a process of its own, with this checkout's code.
 THANKLY = [sys.executable, "-m", "worker.cli"]
@@ -97,17 +97,17 @@ def run_worker(
 ) -> list[tuple[str, int, str]]:
     """The scheduler tick and the tasks it enqueues, run in-process as a worker would, with
     the clock moved `step` after each round. Returns (task, id, outcome) per task run."""
-    from worker import scheduler
     from worker.crm.outbox import deliver_activity
+    from worker.delivery.send import send_letter
     from worker.queue import DELIVER_ACTIVITY, SEND_LETTER, RecordingDispatcher
-    from worker.sending import send_letter
+    from worker.scheduling import tick
 
     dispatcher = runtime.dispatcher
     assert isinstance(dispatcher, RecordingDispatcher)
     done = []
     for _ in range(rounds):
         dispatcher.sent.clear()
-        scheduler.tick(runtime)
+        tick.tick(runtime)
         for task, (item,) in list(dispatcher.sent):
             if task == SEND_LETTER:
                 outcome = send_letter(runtime.delivery(), item)

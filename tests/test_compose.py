@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from worker.cli import app as cli
+from worker.cli.main import app as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -162,8 +162,8 @@ def test_the_env_example_offers_only_crm_values_that_work() -> None:
 def test_a_rules_file_chosen_in_env_resolves_inside_the_container() -> None:
     """`THANKLY_RULES_FILE=config/rules.demo.yaml` in .env: relative to the image's WORKDIR,
     where compose mounts the repository's config/ folder."""
-    from worker.catalogue import Catalogue
-    from worker.rules import load_rules
+    from worker.letters.catalogue import Catalogue
+    from worker.planning.rules import load_rules
 
     [chosen] = re.findall(r"^#\s*THANKLY_RULES_FILE=(\S+)$", EXAMPLE, re.M)
     assert not Path(chosen).is_absolute()

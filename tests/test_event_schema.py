@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import ROOT, SAMPLES
 from tests.helpers import event_doc
-from worker.cli import app
+from worker.cli.main import app
 from worker.event_schema import event_schema, schema_text
 from worker.events import InvalidEvent, parse_event_json, validate_event
 

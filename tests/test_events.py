@@ -10,8 +10,8 @@ import pytest
 
 from tests.conftest import SAMPLES, TEMPLATES
 from tests.helpers import event_doc
-from worker.catalogue import Catalogue
 from worker.events import CANCEL_EVENT_TYPES, EventType, InvalidEvent, validate_event
+from worker.letters.catalogue import Catalogue
 
 SAMPLE_FILES = sorted(SAMPLES.glob("*.json"))
 

@@ -12,8 +12,8 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import text
 
+from tests.cli.test_cli_run import thankly_env, thankly_run
 from tests.conftest import make_settings
-from tests.test_cli_run import thankly_env, thankly_run
 from worker.db import make_engine
 from worker.secrets_store import SECRET_KEY_FILE, WEBHOOK_SECRET_FILE, secret_key, webhook_secrets
 
@@ -72,7 +72,7 @@ def test_generated_secrets_are_private(tmp_path: Path) -> None:
 
 
 def test_an_html_preview_is_private(tmp_path: Path) -> None:
-    from worker.cli_preview import _write_html
+    from worker.cli.preview import _write_html
 
     settings = make_settings(tmp_path, "sqlite://", secret_key=SecretStr("k"))
     _write_html(settings, "letter-1", "<p>Dear Anna</p>")

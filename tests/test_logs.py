@@ -28,7 +28,7 @@ TEXT_LINE = re.compile(
     r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARNING|ERROR|CRITICAL) "
     r"(?P<logger>[\w.]+): (?P<message>.+)$"
 )
-SOURCES = ("worker.sending", "uvicorn.error", "celery.worker.consumer")
+SOURCES = ("worker.delivery.send", "uvicorn.error", "celery.worker.consumer")
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_json_format_is_one_object_per_line_with_the_exception() -> None:
     try:
         raise ValueError("boom")
     except ValueError:
-        logging.getLogger("worker.sending").exception("letter #7 failed")
+        logging.getLogger("worker.delivery.send").exception("letter #7 failed")
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2  # the newline in a message does not split an entry
     first, second = (json.loads(line) for line in lines)
@@ -106,9 +106,9 @@ def test_the_sent_line_names_letter_and_domain_not_the_address(
     runtime: Runtime, clock: FixedClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     [letter] = ingest_doc(runtime, event_doc("feedback.logged", "anna@example.org"), "evt_log")
-    with caplog.at_level(logging.INFO, logger="worker.sending"):
+    with caplog.at_level(logging.INFO, logger="worker.delivery.send"):
         run_worker(runtime, clock, rounds=2, step=timedelta(days=4))
-    sent = [r.getMessage() for r in caplog.records if r.name == "worker.sending"]
+    sent = [r.getMessage() for r in caplog.records if r.name == "worker.delivery.send"]
     assert sent == [
         f"sent letter {letter.id} feedback_logged/en to …@example.org {letter.message_id}"
     ]
@@ -157,7 +157,7 @@ def test_a_real_thankly_run_logs_only_json_lines(tmp_path: Path) -> None:
             proc.wait(timeout=30)
     entries = [json.loads(line) for line in (tmp_path / "stderr").read_text().splitlines()]
     loggers = {entry["logger"] for entry in entries}
-    assert {"worker.cli", "uvicorn.error", "worker.sending"} <= loggers
+    assert {"worker.cli", "uvicorn.error", "worker.delivery.send"} <= loggers
     assert any(name.startswith("celery.") for name in loggers)
     assert all(entry["level"] != "DEBUG" for entry in entries)
     assert not any("received" in e["message"] and e["logger"].startswith("celery") for e in entries)

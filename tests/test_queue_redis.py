@@ -14,12 +14,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import NOW, SECRET, make_settings
 from tests.helpers import count_rows, event_doc, signed
-from worker import scheduler
 from worker.celery_app import app as celery
 from worker.clock import FixedClock
-from worker.embedded import celery_worker_thread
 from worker.http.app import create_app
 from worker.runtime import Runtime, build_runtime, set_runtime
+from worker.scheduling import tick
+from worker.scheduling.embedded import celery_worker_thread
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_redis_flushed_after_accept_loses_nothing(
         time.sleep(1)
         assert count_rows(redis_runtime.session_factory) == (1, 0)  # nothing to consume
         clock.set(NOW + timedelta(seconds=redis_runtime.settings.sweep_grace_seconds + 1))
-        assert scheduler.tick(redis_runtime).inbox_requeued == 1
+        assert tick.tick(redis_runtime).inbox_requeued == 1
         assert wait_for_events(redis_runtime.session_factory, 1) == 1
 
 

@@ -36,7 +36,7 @@ _FILE_ANCESTOR = re.compile(
 # Strings that look like escaping paths but are inputs, not references.
 ALLOWED = {
     # a path-traversal Message-ID fed to the .eml writer, to show it stays in the outbox
-    ("tests/test_preview_and_outbox.py", UP * 2 + "etc/passwd@x"),
+    ("tests/letters/test_preview_and_outbox.py", UP * 2 + "etc/passwd@x"),
 }
 
 
@@ -219,7 +219,7 @@ def test_a_fresh_clone_in_an_empty_folder_collects_the_whole_suite(tmp_path: Pat
     assert int(summary.group(1)) == len(ids)
 
     tracked = subprocess.run(
-        ["git", "ls-files", "tests/test_*.py"], cwd=clone, capture_output=True, text=True
+        ["git", "ls-files", ":(glob)tests/**/test_*.py"], cwd=clone, capture_output=True, text=True
     ).stdout.split()
     collected = {node.split("::", 1)[0] for node in ids}
     assert tracked and collected == set(tracked), "modules that collected nothing: " + ", ".join(

@@ -14,14 +14,14 @@ from worker import celery_app
 from worker.clock import Clock, SystemClock
 from worker.crm.adapters import CrmAdapter, make_crm
 from worker.db import make_engine, make_session_factory
-from worker.letters import Renderer
-from worker.mail.senders import Sender, make_sender
-from worker.message_ids import message_id_domain
-from worker.planning import Planner
+from worker.delivery.message_ids import message_id_domain
+from worker.delivery.send import Delivery
+from worker.delivery.senders import Sender, make_sender
+from worker.letters.render import Renderer
+from worker.planning.planner import Planner
+from worker.planning.rules import RulesStore
 from worker.queue import CeleryDispatcher, Dispatcher
-from worker.rules import RulesStore
 from worker.secrets_store import secret_key
-from worker.sending import Delivery
 from worker.settings import Settings, load_settings
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.models import AuditEntry, Event, Letter, LetterStatus, Suppression
-from worker.planning import PENDING
+from worker.planning.planner import PENDING
 
 REASON_COLUMN = 64  # suppressions.reason; the audit log keeps the full text
 ADDED, LIFTED = "suppress", "unsuppress"

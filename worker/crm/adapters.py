@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from worker.intake.signatures import signed_headers
 from worker.settings import Settings
-from worker.signatures import signed_headers
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Query, Request, Response
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
-from worker import admin, suppressions
+from worker import suppressions
+from worker.admin import operations
+from worker.admin.timeline import letter_timeline
 from worker.http.client_address import client_address
-from worker.rules import RulesError
+from worker.planning.rules import RulesError
 from worker.runtime import Runtime
-from worker.timeline import letter_timeline
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -87,17 +88,17 @@ class Selection(BaseModel):
     """Which letters: ids, or a filter (status is then required)."""
 
     ids: Ids = Field(default_factory=list)
-    status: admin.StatusName | None = None
+    status: operations.StatusName | None = None
     letter: Text | None = None
     since: Moment | None = None
     until: Moment | None = None
-    error_class: admin.ErrorClass | None = None
+    error_class: operations.ErrorClass | None = None
     reason: Text | None = Field(default=None, max_length=2000)
 
-    def to_filter(self) -> admin.LetterFilter:
+    def to_filter(self) -> operations.LetterFilter:
         if not self.ids and not self.status:
             raise HTTPException(422, "give ids, or a filter with status (e.g. failed)")
-        return admin.LetterFilter(
+        return operations.LetterFilter(
             ids=self.ids,
             status=self.status,
             letter=self.letter,
@@ -126,18 +127,18 @@ class SendNowRequest(IdsRequest):
 def list_letters(
     request: Request,
     actor: Actor,
-    status: admin.StatusName | None = None,
+    status: operations.StatusName | None = None,
     letter: Text | None = None,
     contact: Text | None = None,
     since: Moment | None = None,
     until: Moment | None = None,
-    error_class: admin.ErrorClass | None = None,
+    error_class: operations.ErrorClass | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> dict[str, Any]:
     """Newest first, as `thankly letters list`; a typo in status or error_class is a 422
     that lists the valid values."""
-    flt = admin.LetterFilter(
+    flt = operations.LetterFilter(
         status=status,
         letter=letter,
         contact=contact,
@@ -149,8 +150,8 @@ def list_letters(
         newest_first=True,
     )
     factory = _runtime(request).session_factory
-    rows = [admin.summary(x) for x in admin.find_letters(factory, flt)]
-    total = admin.count_letters(factory, flt)
+    rows = [operations.summary(x) for x in operations.find_letters(factory, flt)]
+    total = operations.count_letters(factory, flt)
     pages = max(1, -(-total // limit))
     return {"letters": rows, "page": page, "pages": pages, "total": total, "more": page < pages}
 
@@ -168,7 +169,7 @@ def show_letter(
 @router.post("/letters/replay")
 def replay(body: ReplayRequest, request: Request, actor: Actor) -> dict[str, Any]:
     runtime = _runtime(request)
-    outcome = admin.replay(
+    outcome = operations.replay(
         runtime.session_factory,
         body.to_filter(),
         runtime.clock.now(),
@@ -185,7 +186,7 @@ def replay(body: ReplayRequest, request: Request, actor: Actor) -> dict[str, Any
 @router.post("/letters/cancel")
 def cancel(body: IdsRequest, request: Request, actor: Actor) -> dict[str, Any]:
     runtime = _runtime(request)
-    return admin.cancel(
+    return operations.cancel(
         runtime.session_factory, body.ids, runtime.clock.now(), actor=actor, reason=body.reason
     ).as_dict()
 
@@ -197,7 +198,7 @@ def send_now(body: SendNowRequest, request: Request, actor: Actor) -> dict[str, 
         defaults = runtime.rules.get().defaults
     except RulesError as exc:
         raise HTTPException(503, f"the rules file is not valid: {exc}") from None
-    return admin.send_now(
+    return operations.send_now(
         runtime.session_factory,
         body.ids,
         runtime.clock.now(),
@@ -211,7 +212,7 @@ def send_now(body: SendNowRequest, request: Request, actor: Actor) -> dict[str, 
 
 @router.get("/stats")
 def stats(request: Request, actor: Actor, since: Moment | None = None) -> dict[str, Any]:
-    return {"stats": admin.stats(_runtime(request).session_factory, since)}
+    return {"stats": operations.stats(_runtime(request).session_factory, since)}
 
 
 @router.get("/audit")
@@ -221,7 +222,7 @@ def audit(
     letter_id: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
     email: Text | None = None,
 ) -> dict[str, Any]:
-    return {"entries": admin.audit_log(_runtime(request).session_factory, letter_id, email)}
+    return {"entries": operations.audit_log(_runtime(request).session_factory, letter_id, email)}
 
 
 # --- suppressions: who gets no letters (worker/suppressions.py) --------------------------

@@ -9,9 +9,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
 from worker.http import admin, health, home, tracking, webhooks
+from worker.intake.signatures import WebhookVerifier
 from worker.runtime import Runtime
 from worker.secrets_store import secret_key, webhook_secrets
-from worker.signatures import WebhookVerifier
 
 log = logging.getLogger(__name__)
 

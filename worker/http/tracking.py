@@ -4,7 +4,7 @@ The pixel always answers 200 with a GIF, whatever the token, so it leaks nothing
 never shows a broken image. A click token that does not verify is a 404: Thankly never
 redirects anywhere it did not sign. Unsubscribing takes a POST (RFC 8058); a GET only
 shows the button, because link scanners follow every GET in a letter. Both pages speak
-the letter's language (worker/unsubscribe_texts.py).
+the letter's language (worker/letters/unsubscribe_texts.py).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from worker.http.client_address import client_address
+from worker.letters.unsubscribe_texts import DEFAULT, UnsubscribeTexts, texts_for
 from worker.runtime import Runtime
-from worker.tracking import (
+from worker.tracking.hits import (
     PIXEL_GIF,
     letter_locale,
     read_click,
@@ -27,7 +28,6 @@ from worker.tracking import (
     record_open,
     unsubscribe,
 )
-from worker.unsubscribe_texts import DEFAULT, UnsubscribeTexts, texts_for
 
 log = logging.getLogger(__name__)
 router = APIRouter()

@@ -16,10 +16,10 @@ from starlette.concurrency import run_in_threadpool
 
 from worker.events import InvalidEvent, validate_event
 from worker.http.body import BadContentLength, BodyTooLarge, read_capped
-from worker.intake import accept
+from worker.intake.ingest import accept
+from worker.intake.signatures import SignatureError, WebhookVerifier
 from worker.queue import INGEST_INBOX, send_quietly
 from worker.runtime import Runtime
-from worker.signatures import SignatureError, WebhookVerifier
 
 log = logging.getLogger(__name__)
 router = APIRouter()

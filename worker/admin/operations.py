@@ -1,0 +1,429 @@
+"""Admin operations: find letters, replay, cancel, send now, and the numbers.
+
+Plain functions used by both `thankly letters …` and the `/admin` API, so the rules,
+refusals and audit log are the same whichever way an admin works.
+
+A replay never talks to the broker: it puts the same letter row back to `scheduled`
+with due times spaced by THANKLY_REPLAY_RATE, and the scheduler sends it like any other.
+So a bulk replay is paced, durable (a crash halfway loses nothing) and keeps the
+letter's Message-ID.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal, TypeVar, get_args
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, exists, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.models import (
+    Attempt,
+    AuditEntry,
+    Click,
+    CrmActivity,
+    Event,
+    Letter,
+    LetterStatus,
+    Open,
+)
+from worker.planning.rules import SendWindow
+from worker.planning.timing import next_opening
+
+# Spelt out as Literals so the admin API answers a typo with 422 and the valid values;
+# tests keep them equal to LetterStatus and to the classes the senders raise.
+StatusName = Literal[
+    "scheduled", "queued", "sending", "sent", "failed", "unknown", "cancelled", "suppressed"
+]
+ErrorClass = Literal[
+    "connect",
+    "ehlo",
+    "auth",
+    "mail",
+    "rcpt",
+    "data",
+    "data-end",
+    "after-data",
+    "outbox",
+    "render",
+    "wire-check",
+]
+STATUSES: tuple[str, ...] = get_args(StatusName)
+ERROR_CLASSES: tuple[str, ...] = get_args(ErrorClass)
+_Q = TypeVar("_Q", bound=Select[Any])  # a query the filter narrows
+
+REPLAYABLE = (LetterStatus.FAILED,)
+PENDING = (LetterStatus.SCHEDULED, LetterStatus.QUEUED)
+REFUSAL = {
+    LetterStatus.SENT: "already sent",
+    LetterStatus.CANCELLED: "cancelled",
+    LetterStatus.SUPPRESSED: "suppressed (unsubscribed or frequency cap)",
+    LetterStatus.SCHEDULED: "still pending: it will be sent anyway",
+    LetterStatus.QUEUED: "still pending: it will be sent anyway",
+    LetterStatus.SENDING: "being sent right now",
+    LetterStatus.UNKNOWN: "outcome unknown: the recipient may already have it (use --force)",
+}
+
+
+@dataclass
+class LetterFilter:
+    ids: list[int] = field(default_factory=list)
+    status: str | None = None
+    letter: str | None = None
+    contact: str | None = None
+    since: datetime | None = None  # on the letter's last change (a failure, a send, …)
+    until: datetime | None = None
+    error_class: str | None = None  # any attempt of the letter failed with this class
+    limit: int | None = None
+    offset: int = 0
+    newest_first: bool = False  # lists show the newest; replays pace the oldest first
+
+    def query(self) -> Select[Letter]:
+        q = self._where(select(Letter))
+        q = q.order_by(Letter.id.desc() if self.newest_first else Letter.id).offset(self.offset)
+        return q.limit(self.limit) if self.limit else q
+
+    def count(self) -> Select[int]:
+        """How many letters match, ignoring the page."""
+        return self._where(select(func.count()).select_from(Letter))
+
+    def _where(self, q: _Q) -> _Q:
+        if self.ids:
+            q = q.where(Letter.id.in_(self.ids))
+        if self.status:
+            q = q.where(Letter.status == self.status)
+        if self.letter:
+            q = q.where(Letter.letter == self.letter)
+        if self.contact:
+            q = q.where(Letter.contact_email == self.contact.strip().lower())
+        if self.since:
+            q = q.where(Letter.updated_at >= self.since)
+        if self.until:
+            q = q.where(Letter.updated_at < self.until)
+        if self.error_class:
+            q = q.where(
+                exists().where(
+                    Attempt.letter_id == Letter.id, Attempt.error_class == self.error_class
+                )
+            )
+        return q
+
+
+def find_letters(factory: sessionmaker[Session], flt: LetterFilter) -> list[Letter]:
+    with factory() as session:
+        return list(session.scalars(flt.query()))
+
+
+def count_letters(factory: sessionmaker[Session], flt: LetterFilter) -> int:
+    with factory() as session:
+        return session.scalar(flt.count()) or 0
+
+
+def summary(letter: Letter) -> dict[str, Any]:
+    return {
+        "id": letter.id,
+        "status": letter.status,
+        "letter": letter.letter,
+        "locale": letter.locale,
+        "contact": letter.contact_email,
+        "due_at": letter.due_at.isoformat(),
+        "updated_at": letter.updated_at.isoformat(),
+        "attempts": letter.attempt_count,
+        "last_error": letter.last_error,
+        "subject": (letter.rendered or {}).get("subject"),
+    }
+
+
+@dataclass
+class Outcome:
+    """What an operation did: the letters it changed and, for the rest, why not."""
+
+    done: list[int] = field(default_factory=list)
+    refused: dict[int, str] = field(default_factory=dict)
+    when: dict[int, datetime] = field(default_factory=dict)
+
+    def refused_by_reason(self) -> dict[str, int]:
+        return dict(Counter(self.refused.values()))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "done": self.done,
+            "refused": {str(k): v for k, v in self.refused.items()},
+            "refused_by_reason": self.refused_by_reason(),
+            "when": {str(k): v.isoformat() for k, v in self.when.items()},
+        }
+
+
+def _audit(
+    session: Session,
+    at: datetime,
+    actor: str,
+    action: str,
+    letter: Letter,
+    reason: str | None,
+    details: dict[str, Any],
+) -> None:
+    session.add(
+        AuditEntry(
+            at=at,
+            actor=actor[:128],
+            action=action,
+            letter_id=letter.id,
+            reason=reason,
+            details=details,
+        )
+    )
+
+
+def replay(
+    factory: sessionmaker[Session],
+    flt: LetterFilter,
+    now: datetime,
+    *,
+    actor: str,
+    reason: str | None,
+    rate_per_second: float,
+    force: bool = False,
+    reuse_rendered: bool = False,
+    dry_run: bool = False,
+    progress: Any = None,
+) -> Outcome:
+    """Failed letters (and unknown ones with force) go out again: same row, same
+    Message-ID, a fresh attempt budget, spaced 1/rate seconds apart."""
+    outcome = Outcome()
+    gap = timedelta(seconds=1 / rate_per_second)
+    allowed = REPLAYABLE + ((LetterStatus.UNKNOWN,) if force else ())
+    for letter in find_letters(factory, flt):
+        if letter.status not in allowed:
+            outcome.refused[letter.id] = REFUSAL.get(letter.status, f"status {letter.status}")
+            continue
+        due = now + gap * len(outcome.done)
+        if dry_run:
+            outcome.done.append(letter.id)
+            outcome.when[letter.id] = due
+            continue
+        with factory.begin() as session:
+            changed = session.execute(
+                update(Letter)
+                .where(Letter.id == letter.id, Letter.status == letter.status)
+                .values(
+                    status=LetterStatus.SCHEDULED,
+                    due_at=due,
+                    attempt_count=0,
+                    status_reason=f"replayed by {actor}",
+                    reuse_rendered=reuse_rendered,
+                    updated_at=now,
+                )
+            )
+            if getattr(changed, "rowcount", 0) != 1:
+                outcome.refused[letter.id] = "changed while replaying"
+                continue
+            _audit(
+                session,
+                now,
+                actor,
+                "replay",
+                letter,
+                reason,
+                {
+                    "from": letter.status,
+                    "due_at": due.isoformat(),
+                    "force": force,
+                    "reuse_rendered": reuse_rendered,
+                },
+            )
+        outcome.done.append(letter.id)
+        outcome.when[letter.id] = due
+        if progress is not None:
+            progress()
+    return outcome
+
+
+def cancel(
+    factory: sessionmaker[Session], ids: list[int], now: datetime, *, actor: str, reason: str | None
+) -> Outcome:
+    outcome = Outcome()
+    for letter in find_letters(factory, LetterFilter(ids=ids)):
+        if letter.status not in PENDING:
+            outcome.refused[letter.id] = f"{letter.status}: only scheduled or queued letters"
+            continue
+        with factory.begin() as session:
+            changed = session.execute(
+                update(Letter)
+                .where(Letter.id == letter.id, Letter.status.in_(PENDING))
+                .values(
+                    status=LetterStatus.CANCELLED,
+                    status_reason=f"cancelled by {actor}",
+                    updated_at=now,
+                )
+            )
+            if getattr(changed, "rowcount", 0) != 1:
+                outcome.refused[letter.id] = "changed meanwhile"
+                continue
+            _audit(session, now, actor, "cancel", letter, reason, {"from": letter.status})
+        outcome.done.append(letter.id)
+    _missing(outcome, ids)
+    return outcome
+
+
+def send_now(
+    factory: sessionmaker[Session],
+    ids: list[int],
+    now: datetime,
+    *,
+    actor: str,
+    reason: str | None,
+    window: SendWindow | None,
+    default_timezone: str,
+    ignore_window: bool = False,
+) -> Outcome:
+    """Skip the wait; the recipient's send window still applies unless ignored."""
+    outcome = Outcome()
+    for letter in find_letters(factory, LetterFilter(ids=ids)):
+        if letter.status != LetterStatus.SCHEDULED:
+            outcome.refused[letter.id] = f"{letter.status}: only scheduled letters"
+            continue
+        with factory() as session:
+            payload = session.scalars(
+                select(Event.payload).where(Event.id == letter.event_id)
+            ).one()
+        zone = ((payload.get("data") or {}).get("contact") or {}).get(
+            "timezone"
+        ) or default_timezone
+        due = now if ignore_window else next_opening(now, window, ZoneInfo(zone))
+        with factory.begin() as session:
+            changed = session.execute(
+                update(Letter)
+                .where(Letter.id == letter.id, Letter.status == LetterStatus.SCHEDULED)
+                .values(due_at=due, updated_at=now)
+            )
+            if getattr(changed, "rowcount", 0) != 1:
+                outcome.refused[letter.id] = "changed meanwhile"
+                continue
+            _audit(
+                session,
+                now,
+                actor,
+                "send-now",
+                letter,
+                reason,
+                {
+                    "old_due_at": letter.due_at.isoformat(),
+                    "due_at": due.isoformat(),
+                    "ignore_window": ignore_window,
+                },
+            )
+        outcome.done.append(letter.id)
+        outcome.when[letter.id] = due
+    _missing(outcome, ids)
+    return outcome
+
+
+def _missing(outcome: Outcome, ids: list[int]) -> None:
+    for letter_id in ids:
+        if letter_id not in outcome.done and letter_id not in outcome.refused:
+            outcome.refused[letter_id] = "no such letter"
+
+
+def audit_log(
+    factory: sessionmaker[Session], letter_id: int | None = None, email: str | None = None
+) -> list[dict[str, Any]]:
+    """Audit entries, oldest first; about one letter, or one address (suppressions)."""
+    with factory() as session:
+        q = select(AuditEntry).order_by(AuditEntry.id)
+        if letter_id is not None:
+            q = q.where(AuditEntry.letter_id == letter_id)
+        if email is not None:
+            q = q.where(AuditEntry.email == email.strip().lower())
+        return [
+            {
+                "at": e.at.isoformat(),
+                "actor": e.actor,
+                "action": e.action,
+                "letter_id": e.letter_id,
+                "email": e.email,
+                "reason": e.reason,
+                "details": e.details,
+            }
+            for e in session.scalars(q)
+        ]
+
+
+# --- numbers ---------------------------------------------------------------------------
+
+STAT_STATUSES = (
+    LetterStatus.SCHEDULED,
+    LetterStatus.SENT,
+    LetterStatus.FAILED,
+    LetterStatus.UNKNOWN,
+    LetterStatus.SUPPRESSED,
+)
+
+
+def stats(factory: sessionmaker[Session], since: datetime | None = None) -> list[dict[str, Any]]:
+    """Per letter and locale. Rates are over sent letters: the share with at least one
+    human open, and with at least one click."""
+    with factory() as session:
+        scope = select(Letter.id, Letter.letter, Letter.locale, Letter.status)
+        if since is not None:
+            scope = scope.where(Letter.created_at >= since)
+        letters = session.execute(scope).all()
+        wanted = {row.id for row in letters}
+
+        def per_letter(q: Any) -> dict[int, int]:
+            return {lid: n for lid, n in session.execute(q) if lid in wanted}
+
+        human = per_letter(
+            select(Open.letter_id, func.count())
+            .where(Open.kind == "human")
+            .group_by(Open.letter_id)
+        )
+        machine = per_letter(
+            select(Open.letter_id, func.count())
+            .where(Open.kind == "machine")
+            .group_by(Open.letter_id)
+        )
+        clicks = per_letter(select(Click.letter_id, func.count()).group_by(Click.letter_id))
+        unsubscribed = per_letter(
+            select(CrmActivity.letter_id, func.count())
+            .where(CrmActivity.kind == "contact.unsubscribed")
+            .group_by(CrmActivity.letter_id)
+        )
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for lid, name, locale, status in letters:
+        row = rows.setdefault(
+            (name, locale),
+            {
+                "letter": name,
+                "locale": locale,
+                **{s: 0 for s in STAT_STATUSES},
+                "human_opens": 0,
+                "machine_opens": 0,
+                "clicks": 0,
+                "unsubscribes": 0,
+                "_opened": 0,
+                "_clicked": 0,
+            },
+        )
+        if status in STAT_STATUSES:
+            row[status] += 1
+        elif status in (LetterStatus.QUEUED, LetterStatus.SENDING):
+            row[LetterStatus.SCHEDULED] += 1  # on its way: still to be sent
+        row["human_opens"] += human.get(lid, 0)
+        row["machine_opens"] += machine.get(lid, 0)
+        row["clicks"] += clicks.get(lid, 0)
+        row["unsubscribes"] += unsubscribed.get(lid, 0)
+        row["_opened"] += int(human.get(lid, 0) > 0)
+        row["_clicked"] += int(clicks.get(lid, 0) > 0)
+    out = []
+    for key in sorted(rows):
+        row = rows[key]
+        sent = row["sent"]
+        opened, clicked = row.pop("_opened"), row.pop("_clicked")
+        row["open_rate"] = round(opened / sent, 4) if sent else None
+        row["click_rate"] = round(clicked / sent, 4) if sent else None
+        out.append(row)
+    return out

@@ -1,0 +1,1 @@
+"""The `thankly` command: one module per command group."""

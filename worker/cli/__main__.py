@@ -1,0 +1,5 @@
+"""`python -m worker.cli`: the `thankly` command without the installed script."""
+
+from worker.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""From webhook to canonical event: verify, store in the inbox, ingest."""

@@ -1,0 +1,1 @@
+"""Letters: which exist, rendering in the recipient's locale, the MIME message, previews."""

@@ -1,1 +1,0 @@
-"""Building and sending email: one Sender interface, chosen by THANKLY_SMTP_URL."""

@@ -1,0 +1,1 @@
+"""From a canonical event to planned letters: rules, conditions and timing."""

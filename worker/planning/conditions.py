@@ -1,0 +1,70 @@
+"""`when:` conditions of a rule, evaluated against an event's data."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from worker.planning.rules import Condition
+
+_MISSING = object()
+
+
+def lookup(data: dict[str, Any], path: str) -> Any:
+    value: Any = data
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def _number(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def _equal(actual: Any, expected: Any) -> bool:
+    a, b = _number(actual), _number(expected)
+    if a is not None and b is not None:
+        return a == b  # "5000.00" in the event equals 5000 in the rules file
+    return bool(actual == expected)
+
+
+def failure(condition: Condition, path: str, data: dict[str, Any]) -> str | None:
+    """None when the condition holds, else a sentence saying why it does not."""
+    value = lookup(data, path)
+    present = value is not _MISSING and value is not None and value != ""
+    shown = repr(value) if present else "missing"
+    if condition.exists is not None and present != condition.exists:
+        return f"{path} is {shown}, needs exists: {str(condition.exists).lower()}"
+    checks = condition.model_fields_set - {"exists"}
+    if checks and not present:
+        return f"{path} is missing"
+    if "eq" in checks and not _equal(value, condition.eq):
+        return f"{path} is {shown}, needs eq {condition.eq!r}"
+    if "ne" in checks and _equal(value, condition.ne):
+        return f"{path} is {shown}, needs ne {condition.ne!r}"
+    if "in_" in checks and not any(_equal(value, item) for item in condition.in_ or []):
+        return f"{path} is {shown}, needs in {condition.in_!r}"
+    for op, bound in (("gte", condition.gte), ("lte", condition.lte)):
+        if op not in checks or bound is None:
+            continue
+        number = _number(value)
+        if number is None:
+            return f"{path} is {shown}, not a number (needs {op} {bound})"
+        if (op == "gte" and number < bound) or (op == "lte" and number > bound):
+            return f"{path} is {value}, needs {op} {bound}"
+    return None
+
+
+def first_failure(conditions: dict[str, Condition], data: dict[str, Any]) -> str | None:
+    for path, condition in conditions.items():
+        reason = failure(condition, path, data)
+        if reason:
+            return reason
+    return None

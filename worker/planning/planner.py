@@ -1,0 +1,449 @@
+"""From a canonical event to letters.
+
+`plan` is pure (rules and an event → when and in which language, or why not) and is what
+`thankly rules explain` shows. `Planner` applies an event inside the ingest transaction:
+it schedules letters, cancels them (cancel_on events), or suppresses an address, and
+records on the event what each rule decided and why (`thankly events show`), logging every
+"no letter" with its reason so an operator never has to guess.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, or_, select, text, update
+from sqlalchemy.orm import Session
+
+from worker.delivery.message_ids import new_message_id
+from worker.events import CANCEL_EVENT_TYPES, LETTER_EVENT_TYPES, GenericEvent
+from worker.letters.catalogue import Catalogue
+from worker.models import Event, Letter, LetterStatus, Suppression
+from worker.planning.conditions import first_failure
+from worker.planning.durations import format_duration
+from worker.planning.rules import Rule, RuleSet, RulesStore
+from worker.planning.timing import due_time
+
+log = logging.getLogger(__name__)
+
+PENDING = (LetterStatus.SCHEDULED, LetterStatus.QUEUED)
+# Letters that count against the frequency cap: everything that went or may still go out.
+COUNTED = (
+    LetterStatus.SCHEDULED,
+    LetterStatus.QUEUED,
+    LetterStatus.SENDING,
+    LetterStatus.SENT,
+    LetterStatus.UNKNOWN,
+)
+
+
+@dataclass(frozen=True)
+class PlannedLetter:
+    rule: str
+    letter: str
+    locale: str | None = None
+    timezone: str | None = None
+    due_at: datetime | None = None
+    reason: str | None = None  # None: the rule matched and a letter is due at due_at
+
+    @property
+    def matched(self) -> bool:
+        return self.reason is None
+
+
+class Outcome:
+    """What one rule decided for one event (`events.decisions[].outcome`)."""
+
+    SCHEDULED = "scheduled"  # a letter will go out at due_at
+    SUPPRESSED = "suppressed"  # a letter row exists but will not go out
+    CANCELLED = "cancelled"  # a letter row exists, cancelled (by this or an earlier event)
+    NO_LETTER = "no letter"  # the rule did not match: no letter row
+    NOTHING_TO_CANCEL = "nothing to cancel"
+    ADDRESS_SUPPRESSED = "address suppressed"
+    ALREADY_SUPPRESSED = "already suppressed"
+
+
+def decision(
+    rule: str | None, outcome: str, reason: str | None, letter_id: int | None = None
+) -> dict[str, Any]:
+    return {"rule": rule, "outcome": outcome, "reason": reason, "letter_id": letter_id}
+
+
+def mask_email(email: str | None) -> str:
+    """`anna@example.org` → `…@example.org`: the recipient's domain, the way every log line
+    names a recipient (the "sent" line too), never the address itself."""
+    if not email or "@" not in email:
+        return "(no address)"
+    return f"…@{email.rpartition('@')[2]}"
+
+
+def suppression_reason(session: Session, email: str) -> str | None:
+    """Why the address gets no letters (e.g. `unsubscribed on 2026-11-20`), or None when it
+    is not suppressed. Asked when planning and again when sending."""
+    row = session.scalars(select(Suppression).where(Suppression.email == email)).first()
+    if row is None:
+        return None
+    day = row.created_at.date().isoformat()
+    if row.reason.startswith("unsubscribed"):
+        return f"{row.reason} on {day}"  # by event, or "unsubscribed (link)"
+    return f"suppressed by hand on {day}: {row.reason}"
+
+
+def is_suppressed(session: Session, email: str) -> bool:
+    """Unsubscribed addresses get nothing: asked when planning and again when sending."""
+    return suppression_reason(session, email) is not None
+
+
+def contact_timezone(event: GenericEvent, rules: RuleSet) -> str:
+    contact = event.data.contact
+    return contact.timezone if contact and contact.timezone else rules.defaults.timezone
+
+
+def spread_key(event: GenericEvent, rule: Rule) -> str:
+    """What the delay spread depends on: the event's own identity (not the webhook id,
+    which `rules explain` cannot know), so explain and ingest agree to the second."""
+    data = event.data
+    subject = (data.deal.id if data.deal else None) or (data.feedback.id if data.feedback else None)
+    return "|".join(
+        [
+            (event.contact_email or "").lower(),
+            event.type,
+            event.timestamp.isoformat(),
+            subject or "",
+            rule.name,
+        ]
+    )
+
+
+def _age(delta: timedelta) -> str:
+    """`20d`, `5h`: how old an event is, to the unit that matters."""
+    if delta >= timedelta(days=1):
+        return f"{delta.days}d"
+    return f"{int(delta.total_seconds() // 3600)}h"
+
+
+def too_old(event: GenericEvent, rules: RuleSet, now: datetime) -> str | None:
+    """Why an event is too old for a letter (`defaults.max_event_age`), or None."""
+    age = now - event.timestamp
+    limit = rules.defaults.max_event_age
+    if age <= limit:
+        return None
+    return f"event is {_age(age)} old, over max_event_age {format_duration(limit)}"
+
+
+def plan_rule(
+    rule: Rule,
+    event: GenericEvent,
+    rules: RuleSet,
+    catalogue: Catalogue,
+    now: datetime | None = None,
+) -> PlannedLetter:
+    """What `rule` does with `event`. With `now`, an event older than max_event_age plans
+    nothing (without it, e.g. when rescheduling letters that exist, age does not matter)."""
+    old = too_old(event, rules, now) if now is not None else None
+    if old:
+        return PlannedLetter(rule.name, rule.letter, reason=old)
+    why = first_failure(rule.when, event.model_dump(mode="json")["data"])
+    if why:
+        return PlannedLetter(rule.name, rule.letter, reason=f"condition not met: {why}")
+    contact = event.data.contact
+    wanted = contact.locale if contact else None
+    locale = catalogue.resolve_locale(rule.letter, wanted, rules.defaults.locale)
+    zone = contact_timezone(event, rules)
+    # Same contact + event + rule → same point in the delay window, on every evaluation.
+    key = spread_key(event, rule)
+    due = due_time(event.timestamp, rule.delay, key, rules.defaults.send_window, ZoneInfo(zone))
+    return PlannedLetter(rule.name, rule.letter, locale, zone, due)
+
+
+def plan(
+    event: GenericEvent, rules: RuleSet, catalogue: Catalogue, now: datetime | None = None
+) -> list[PlannedLetter]:
+    return [plan_rule(r, event, rules, catalogue, now) for r in rules.for_event(event.type)]
+
+
+def lock_contact(session: Session, email: str) -> None:
+    """Serialise planning for one address until the transaction ends (PostgreSQL), so
+    parallel ingests for one contact see each other's letters and the frequency cap holds.
+    SQLite runs one writer at a time already."""
+    if session.get_bind().dialect.name != "postgresql" or not email:
+        return
+    digest = hashlib.sha256(email.encode()).digest()
+    key = int.from_bytes(digest[:8], "big", signed=True)  # bigint: the lock's key space
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def goes_out(
+    status: str, due_at: datetime, sent_at: datetime | None, created_at: datetime, now: datetime
+) -> datetime:
+    """When a letter reaches (or reached) the recipient: the scheduler sends an overdue
+    letter at once, so a letter due in the past goes out now, not at its due time."""
+    if sent_at is not None:
+        return sent_at
+    if status in PENDING:
+        return max(due_at, now)
+    return max(due_at, created_at)  # sending or unknown: went out when it fell due
+
+
+class Planner:
+    """Applies one event to the letters table, in the caller's transaction, and records
+    on the event what each rule decided."""
+
+    def __init__(self, rules: RulesStore, mail_domain: str) -> None:
+        self.rules = rules
+        self.mail_domain = mail_domain
+
+    def __call__(
+        self, session: Session, event: Event, parsed: GenericEvent, now: datetime
+    ) -> list[Letter]:
+        rules = self.rules.get()
+        letters: list[Letter] = []
+        decisions: list[dict[str, Any]] = []
+        lock_contact(session, (parsed.contact_email or "").lower())
+        if parsed.type in LETTER_EVENT_TYPES:
+            letters = self._schedule(session, event, parsed, rules, now, decisions)
+        elif parsed.type in CANCEL_EVENT_TYPES:
+            self._cancel(session, event, rules, now, decisions)
+        elif parsed.type == "contact.unsubscribed":
+            self._unsubscribe(session, event, now, decisions)
+        event.decisions = decisions
+        return letters
+
+    # --- letter events ---------------------------------------------------------------
+
+    def _schedule(
+        self,
+        session: Session,
+        event: Event,
+        parsed: GenericEvent,
+        rules: RuleSet,
+        now: datetime,
+        decisions: list[dict[str, Any]],
+    ) -> list[Letter]:
+        email = (parsed.contact_email or "").lower()
+        where = f"event {event.external_id} to {mask_email(email)}"
+        planned_letters = plan(parsed, rules, self.rules.catalogue, now)
+        if not planned_letters:
+            log.info("no letter: no rule listens to %s (%s)", parsed.type, where)
+        letters = []
+        for planned in planned_letters:
+            if not planned.matched or planned.due_at is None or planned.locale is None:
+                decisions.append(decision(planned.rule, Outcome.NO_LETTER, planned.reason))
+                log.info("no letter: %s: %s (%s)", planned.rule, planned.reason, where)
+                continue
+            rule = rules.rule(planned.rule)
+            assert rule is not None
+            status, reason = self._verdict(session, event, rule, email, planned.due_at, rules, now)
+            letter = Letter(
+                event_id=event.id,
+                rule=rule.name,
+                letter=rule.letter,
+                locale=planned.locale,
+                contact_email=email,
+                contact_id=event.contact_id,
+                deal_id=event.deal_id,
+                status=status,
+                status_reason=reason,
+                due_at=planned.due_at,
+                planned_at=planned.due_at,
+                message_id=new_message_id(self.mail_domain),
+                attempt_count=0,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(letter)
+            session.flush()  # the next rule's frequency cap must see this letter
+            decisions.append(decision(rule.name, status, reason, letter.id))
+            if status == LetterStatus.SCHEDULED:
+                log.info(
+                    "letter #%s (%s) scheduled, due %s (%s)",
+                    letter.id,
+                    rule.name,
+                    planned.due_at.isoformat(timespec="seconds"),
+                    where,
+                )
+            else:
+                log.info(
+                    "no letter: %s: %s: %s (letter #%s, %s)",
+                    rule.name,
+                    status,
+                    reason,
+                    letter.id,
+                    where,
+                )
+            letters.append(letter)
+        return letters
+
+    def _verdict(
+        self,
+        session: Session,
+        event: Event,
+        rule: Rule,
+        email: str,
+        due_at: datetime,
+        rules: RuleSet,
+        now: datetime,
+    ) -> tuple[str, str | None]:
+        suppressed = suppression_reason(session, email)
+        if suppressed is not None:
+            return LetterStatus.SUPPRESSED, suppressed
+        canceller = self._earlier_cancel(session, event, rule)
+        if canceller is not None:
+            return LetterStatus.CANCELLED, (
+                f"{canceller.type} of {canceller.occurred_at.isoformat()} "
+                f"(event {canceller.external_id}, received before this one)"
+            )
+        cap = rules.defaults.frequency_cap
+        if cap is not None:
+            capped = self._cap_conflict(session, email, max(due_at, now), cap.per, now)
+            if len(capped) >= cap.max:
+                per = format_duration(cap.per)
+                other_id, when, verb = capped[0]
+                return LetterStatus.SUPPRESSED, (
+                    f"frequency cap: at most {cap.max} per {per} (letter #{other_id}, {verb} "
+                    f"{when:%Y-%m-%d %H:%M} UTC, is within {per})"
+                )
+        return LetterStatus.SCHEDULED, None
+
+    @staticmethod
+    def _cap_conflict(
+        session: Session, email: str, out: datetime, per: timedelta, now: datetime
+    ) -> list[tuple[int, datetime, str]]:
+        """Letters to `email` that go (or went) out within `per` of `out`, earliest first,
+        as (id, when, "due" or "sent"). Counted by when they go out, not when their events
+        happened: backdated events all fall due now."""
+        since = out - per
+        rows = session.execute(
+            select(
+                Letter.id, Letter.status, Letter.due_at, Letter.sent_at, Letter.created_at
+            ).where(
+                Letter.contact_email == email,
+                Letter.status.in_(COUNTED),
+                # A cheap superset; goes_out decides.
+                or_(
+                    Letter.status.in_(PENDING),
+                    Letter.due_at > since,
+                    Letter.sent_at > since,
+                    Letter.created_at > since,
+                ),
+            )
+        ).all()
+        found = []
+        for letter_id, status, due, sent, created in rows:
+            when = goes_out(status, due, sent, created, now)
+            if abs(when - out) < per:
+                found.append((when, letter_id, "sent" if sent is not None else "due"))
+        return [(letter_id, when, verb) for when, letter_id, verb in sorted(found)]
+
+    def _earlier_cancel(self, session: Session, event: Event, rule: Rule) -> Event | None:
+        """A cancel_on event that happened after this event but was received before it.
+        Event timestamps decide, not arrival order."""
+        if not rule.cancel_on:
+            return None
+        same = (
+            Event.deal_id == event.deal_id
+            if event.deal_id
+            else func.lower(Event.contact_email) == (event.contact_email or "").lower()
+        )
+        return session.scalars(
+            select(Event)
+            .where(
+                Event.type.in_(rule.cancel_on),
+                Event.occurred_at >= event.occurred_at,
+                Event.id != event.id,
+                same,
+            )
+            .order_by(Event.occurred_at)
+            .limit(1)
+        ).first()
+
+    # --- cancelling and suppressing events -------------------------------------------
+
+    def _cancel(
+        self,
+        session: Session,
+        event: Event,
+        rules: RuleSet,
+        now: datetime,
+        decisions: list[dict[str, Any]],
+    ) -> None:
+        names = [r.name for r in rules.cancelled_by(event.type)]
+        if not names:
+            log.info("no letter: no rule listens to %s (event %s)", event.type, event.external_id)
+            return
+        if event.deal_id:
+            same, scope = Letter.deal_id == event.deal_id, f"deal {event.deal_id}"
+        else:
+            email = (event.contact_email or "").lower()
+            same, scope = Letter.contact_email == email, mask_email(email)
+        found = session.execute(
+            select(Letter.id, Letter.rule)
+            .join(Event, Event.id == Letter.event_id)
+            .where(
+                Letter.status.in_(PENDING),
+                Letter.rule.in_(names),
+                same,
+                # A deal closed again after this reopen keeps its new letter.
+                Event.occurred_at <= event.occurred_at,
+            )
+            .order_by(Letter.id)
+        ).all()
+        reason = f"{event.type} of {event.occurred_at.isoformat()} (event {event.external_id})"
+        for name in names:
+            ids = [letter_id for letter_id, rule in found if rule == name]
+            decisions.extend(decision(name, Outcome.CANCELLED, reason, i) for i in ids)
+            if not ids:
+                why = f"no pending letter for {scope}"
+                decisions.append(decision(name, Outcome.NOTHING_TO_CANCEL, why))
+                log.info(
+                    "%s cancels nothing: %s: %s (event %s)",
+                    event.type,
+                    name,
+                    why,
+                    event.external_id,
+                )
+        self._set_status(session, [i for i, _ in found], LetterStatus.CANCELLED, reason, now)
+
+    def _unsubscribe(
+        self, session: Session, event: Event, now: datetime, decisions: list[dict[str, Any]]
+    ) -> None:
+        # Imported here: worker.suppressions builds on this module (PENDING).
+        from worker.suppressions import suppress
+
+        email = (event.contact_email or "").lower()
+        added, ids = suppress(session, email, "unsubscribed", now, event_id=event.id)
+        if added:
+            decisions.append(decision(None, Outcome.ADDRESS_SUPPRESSED, "unsubscribed"))
+        else:
+            decisions.append(
+                decision(None, Outcome.ALREADY_SUPPRESSED, suppression_reason(session, email))
+            )
+        found = session.execute(select(Letter.id, Letter.rule).where(Letter.id.in_(ids)))
+        rules_of = {letter_id: rule for letter_id, rule in found}
+        decisions.extend(
+            decision(rules_of.get(i), Outcome.SUPPRESSED, "unsubscribed", i) for i in ids
+        )
+        log.info(
+            "%s %s by event %s; %d pending letter(s) suppressed",
+            mask_email(email),
+            "suppressed" if added else "was already suppressed",
+            event.external_id,
+            len(ids),
+        )
+
+    @staticmethod
+    def _set_status(
+        session: Session, ids: list[int], status: str, reason: str, now: datetime
+    ) -> None:
+        if not ids:
+            return
+        session.execute(
+            update(Letter)
+            .where(Letter.id.in_(ids), Letter.status.in_(PENDING))
+            .values(status=status, status_reason=reason, updated_at=now)
+        )
+        log.info("%d pending letters %s: %s", len(ids), status, reason)

@@ -1,0 +1,102 @@
+"""Claiming due letters for sending: the scheduler tick's half that concerns letters.
+
+A letter is claimed by moving it from `scheduled` to `queued` in a committed transaction
+before its send task is enqueued. On PostgreSQL the candidate rows are locked with
+`FOR UPDATE SKIP LOCKED`, so concurrent schedulers take disjoint batches instead of
+waiting on each other; on both backends the update is conditional on the status, so a
+row is claimed once however many schedulers run. `letters.enqueue_count` counts the
+enqueues since the letter was last claimed (a claim starts it at 1), and the sweep of
+queued letters backs off by it: a letter retried or replayed many times is not made to
+wait the longest back-off when its next message is lost.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.intake.sweeper import backed_off
+from worker.models import Letter, LetterStatus
+
+
+def claim_due_letters(
+    session_factory: sessionmaker[Session], now: datetime, limit: int = 200
+) -> list[int]:
+    with session_factory.begin() as session:
+        query = (
+            select(Letter.id)
+            .where(Letter.status == LetterStatus.SCHEDULED, Letter.due_at <= now)
+            .order_by(Letter.due_at, Letter.id)
+            .limit(limit)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        ids = list(session.scalars(query))
+        if not ids:
+            return []
+        claimed = session.scalars(
+            update(Letter)
+            .where(Letter.id.in_(ids), Letter.status == LetterStatus.SCHEDULED)
+            .values(
+                status=LetterStatus.QUEUED,
+                updated_at=now,
+                enqueue_count=1,
+            )
+            .returning(Letter.id)
+        ).all()
+    return sorted(claimed)
+
+
+def claim_stuck_queued(
+    session_factory: sessionmaker[Session], now: datetime, grace: timedelta, limit: int = 200
+) -> list[int]:
+    """Queued letters whose send task never started (lost by the broker, or still behind
+    a backlog): enqueue again, a grace period after the claim and then after twice as long
+    each time (see worker.intake.sweeper). The send task claims `queued → sending`
+    conditionally, so a duplicate is harmless, only wasted."""
+    stuck = (
+        Letter.status == LetterStatus.QUEUED,
+        backed_off(Letter.updated_at, Letter.enqueue_count, now, grace),
+    )
+    with session_factory.begin() as session:
+        ids = list(
+            session.scalars(select(Letter.id).where(*stuck).order_by(Letter.id).limit(limit))
+        )
+        if not ids:
+            return []
+        return sorted(
+            session.scalars(
+                update(Letter)
+                .where(Letter.id.in_(ids), *stuck)
+                .values(updated_at=now, enqueue_count=Letter.enqueue_count + 1)
+                .returning(Letter.id)
+            ).all()
+        )
+
+
+def mark_stale_sending_unknown(
+    session_factory: sessionmaker[Session], now: datetime, timeout: timedelta
+) -> list[int]:
+    """Letters stuck in `sending` (the worker died mid-send, or could not record the
+    result): the server may have accepted them, so they become `unknown`, never resent."""
+    cutoff = now - timeout
+    with session_factory.begin() as session:
+        return sorted(
+            session.scalars(
+                update(Letter)
+                .where(Letter.status == LetterStatus.SENDING, Letter.updated_at < cutoff)
+                .values(
+                    status=LetterStatus.UNKNOWN,
+                    updated_at=now,
+                    # Dead worker or merely slow send: the scheduler cannot tell which. A
+                    # late answer from a slow one still lands on the letter (sending.py).
+                    last_error=(
+                        f"no outcome within {int(timeout.total_seconds())} s of sending (the "
+                        "worker stopped, or the send is still running); it may have been sent"
+                    ),
+                )
+                .returning(Letter.id)
+            ).all()
+        )

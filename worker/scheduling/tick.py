@@ -1,0 +1,75 @@
+"""The periodic loop of `thankly scheduler` (and of `thankly run`).
+
+Each tick asks the database what is due and enqueues it; the broker never holds a timer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+
+from worker.crm.outbox import claim_due_activities
+from worker.healthcheck import HEARTBEAT_FILE
+from worker.intake.sweeper import claim_stale_inbox
+from worker.queue import DELIVER_ACTIVITY, INGEST_INBOX, SEND_LETTER, send_quietly
+from worker.runtime import Runtime
+from worker.scheduling.claims import (
+    claim_due_letters,
+    claim_stuck_queued,
+    mark_stale_sending_unknown,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TickReport:
+    inbox_requeued: int
+    letters_queued: int = 0
+    letters_requeued: int = 0
+    letters_lost: int = 0
+    activities_queued: int = 0
+
+
+def tick(runtime: Runtime) -> TickReport:
+    now = runtime.clock.now()
+    grace = timedelta(seconds=runtime.settings.sweep_grace_seconds)
+    # Each claim commits before its tasks are enqueued: a task never sees a row that is
+    # not yet in its new state, and a lost message is found again by the next sweep.
+    inbox = claim_stale_inbox(runtime.session_factory, now, grace)
+    for inbox_id in inbox:
+        send_quietly(runtime.dispatcher, INGEST_INBOX, inbox_id)
+    if inbox:
+        log.info("re-enqueued %d inbox rows that were never ingested", len(inbox))
+    due = claim_due_letters(runtime.session_factory, now)
+    stuck = claim_stuck_queued(runtime.session_factory, now, grace)
+    for letter_id in (*due, *stuck):
+        send_quietly(runtime.dispatcher, SEND_LETTER, letter_id)
+    if due or stuck:
+        log.info("queued %d due letters, re-enqueued %d stuck ones", len(due), len(stuck))
+    timeout = timedelta(seconds=runtime.settings.sending_timeout_seconds)
+    lost = mark_stale_sending_unknown(runtime.session_factory, now, timeout)
+    if lost:
+        log.error("letters %s were left in `sending`; marked unknown (not resent)", lost)
+    lease = timedelta(seconds=runtime.settings.crm_lease_seconds)
+    activities = claim_due_activities(runtime.session_factory, now, lease=lease)
+    for activity_id in activities:
+        send_quietly(runtime.dispatcher, DELIVER_ACTIVITY, activity_id)
+    return TickReport(len(inbox), len(due), len(stuck), len(lost), len(activities))
+
+
+def run_forever(runtime: Runtime, stop: threading.Event) -> None:
+    interval = runtime.settings.sweep_interval_seconds
+    heartbeat = runtime.settings.var_dir / HEARTBEAT_FILE
+    heartbeat.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        try:
+            tick(runtime)
+            heartbeat.touch()  # read by the container health check
+        except Exception:
+            # The database may be down for a while; keep ticking rather than exit.
+            log.exception("scheduler tick failed; trying again in %.0f s", interval)
+        if stop.wait(interval):
+            return

@@ -1,0 +1,1 @@
+"""Opens, clicks and unsubscribes: signed tokens, rewritten links, recorded hits."""
