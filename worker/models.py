@@ -4,6 +4,7 @@ letters and attempts are what the scheduler and the sender work on."""
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -40,7 +41,7 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-class InboxStatus:
+class InboxStatus(StrEnum):
     PENDING = "pending"
     PROCESSED = "processed"
     FAILED = "failed"
@@ -94,7 +95,7 @@ class Event(Base):
     decisions: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonDoc)
 
 
-class LetterStatus:
+class LetterStatus(StrEnum):
     SCHEDULED = "scheduled"
     QUEUED = "queued"
     SENDING = "sending"
@@ -103,6 +104,11 @@ class LetterStatus:
     UNKNOWN = "unknown"
     CANCELLED = "cancelled"
     SUPPRESSED = "suppressed"
+
+
+# Planned and not yet handed to a sender: what cancelling, suppressing and rescheduling act
+# on. (`sending` is not pending: a worker holds it, and only its outcome may move it.)
+PENDING_LETTER_STATUSES = (LetterStatus.SCHEDULED, LetterStatus.QUEUED)
 
 
 class Letter(Base):
@@ -207,7 +213,7 @@ class Click(Base):
     ip: Mapped[str | None] = mapped_column(String(64))
 
 
-class ActivityStatus:
+class ActivityStatus(StrEnum):
     PENDING = "pending"
     DELIVERING = "delivering"
     DELIVERED = "delivered"

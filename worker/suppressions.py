@@ -23,8 +23,14 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.models import AuditEntry, Event, Letter, LetterStatus, Suppression
-from worker.planning.planner import PENDING
+from worker.models import (
+    PENDING_LETTER_STATUSES,
+    AuditEntry,
+    Event,
+    Letter,
+    LetterStatus,
+    Suppression,
+)
 
 REASON_COLUMN = 64  # suppressions.reason; the audit log keeps the full text
 ADDED, LIFTED = "suppress", "unsuppress"
@@ -71,7 +77,7 @@ def suppress(
         added = False  # already suppressed: a second unsubscribe changes nothing
     ids = session.scalars(
         update(Letter)
-        .where(Letter.contact_email == email, Letter.status.in_(PENDING))
+        .where(Letter.contact_email == email, Letter.status.in_(PENDING_LETTER_STATUSES))
         .values(status=LetterStatus.SUPPRESSED, status_reason=letter_reason, updated_at=now)
         .returning(Letter.id)
     ).all()

@@ -115,7 +115,7 @@ def list_events(
             .offset((page - 1) * limit)
         ).all()
         rows = [_row(e) for e in events]
-        inbox = dict.fromkeys((InboxStatus.PENDING, InboxStatus.FAILED), 0)
+        inbox: dict[str, int] = dict.fromkeys((InboxStatus.PENDING, InboxStatus.FAILED), 0)
         for status, count in session.execute(
             select(InboxItem.status, func.count())
             .where(InboxItem.status.in_(list(inbox)))

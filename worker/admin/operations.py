@@ -21,6 +21,7 @@ from sqlalchemy import Select, exists, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.models import (
+    PENDING_LETTER_STATUSES,
     Attempt,
     AuditEntry,
     Click,
@@ -56,8 +57,7 @@ ERROR_CLASSES: tuple[str, ...] = get_args(ErrorClass)
 _Q = TypeVar("_Q", bound=Select[Any])  # a query the filter narrows
 
 REPLAYABLE = (LetterStatus.FAILED,)
-PENDING = (LetterStatus.SCHEDULED, LetterStatus.QUEUED)
-REFUSAL = {
+REFUSAL: dict[str, str] = {
     LetterStatus.SENT: "already sent",
     LetterStatus.CANCELLED: "cancelled",
     LetterStatus.SUPPRESSED: "suppressed (unsubscribed or frequency cap)",
@@ -247,13 +247,13 @@ def cancel(
 ) -> Outcome:
     outcome = Outcome()
     for letter in find_letters(factory, LetterFilter(ids=ids)):
-        if letter.status not in PENDING:
+        if letter.status not in PENDING_LETTER_STATUSES:
             outcome.refused[letter.id] = f"{letter.status}: only scheduled or queued letters"
             continue
         with factory.begin() as session:
             changed = session.execute(
                 update(Letter)
-                .where(Letter.id == letter.id, Letter.status.in_(PENDING))
+                .where(Letter.id == letter.id, Letter.status.in_(PENDING_LETTER_STATUSES))
                 .values(
                     status=LetterStatus.CANCELLED,
                     status_reason=f"cancelled by {actor}",

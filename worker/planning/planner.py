@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from worker.delivery.message_ids import new_message_id
 from worker.events import CANCEL_EVENT_TYPES, LETTER_EVENT_TYPES, GenericEvent
 from worker.letters.catalogue import Catalogue
-from worker.models import Event, Letter, LetterStatus, Suppression
+from worker.models import PENDING_LETTER_STATUSES, Event, Letter, LetterStatus, Suppression
 from worker.planning.conditions import first_failure
 from worker.planning.durations import format_duration
 from worker.planning.rules import Rule, RuleSet, RulesStore
@@ -30,7 +30,6 @@ from worker.planning.timing import due_time
 
 log = logging.getLogger(__name__)
 
-PENDING = (LetterStatus.SCHEDULED, LetterStatus.QUEUED)
 # Letters that count against the frequency cap: everything that went or may still go out.
 COUNTED = (
     LetterStatus.SCHEDULED,
@@ -184,7 +183,7 @@ def goes_out(
     letter at once, so a letter due in the past goes out now, not at its due time."""
     if sent_at is not None:
         return sent_at
-    if status in PENDING:
+    if status in PENDING_LETTER_STATUSES:
         return max(due_at, now)
     return max(due_at, created_at)  # sending or unknown: went out when it fell due
 
@@ -325,7 +324,7 @@ class Planner:
                 Letter.status.in_(COUNTED),
                 # A cheap superset; goes_out decides.
                 or_(
-                    Letter.status.in_(PENDING),
+                    Letter.status.in_(PENDING_LETTER_STATUSES),
                     Letter.due_at > since,
                     Letter.sent_at > since,
                     Letter.created_at > since,
@@ -384,7 +383,7 @@ class Planner:
             select(Letter.id, Letter.rule)
             .join(Event, Event.id == Letter.event_id)
             .where(
-                Letter.status.in_(PENDING),
+                Letter.status.in_(PENDING_LETTER_STATUSES),
                 Letter.rule.in_(names),
                 same,
                 # A deal closed again after this reopen keeps its new letter.
@@ -411,7 +410,7 @@ class Planner:
     def _unsubscribe(
         self, session: Session, event: Event, now: datetime, decisions: list[dict[str, Any]]
     ) -> None:
-        # Imported here: worker.suppressions builds on this module (PENDING).
+        # Imported here: worker.suppressions builds on this module (PENDING_LETTER_STATUSES).
         from worker.suppressions import suppress
 
         email = (event.contact_email or "").lower()
@@ -443,7 +442,7 @@ class Planner:
             return
         session.execute(
             update(Letter)
-            .where(Letter.id.in_(ids), Letter.status.in_(PENDING))
+            .where(Letter.id.in_(ids), Letter.status.in_(PENDING_LETTER_STATUSES))
             .values(status=status, status_reason=reason, updated_at=now)
         )
         log.info("%d pending letters %s: %s", len(ids), status, reason)
