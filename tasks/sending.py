@@ -7,7 +7,7 @@ from typing import Any
 from celery.signals import worker_process_init
 
 from worker.celery_app import DB_RETRIES, app
-from worker.delivery.send import send_letter as deliver
+from worker.jobs import run_job
 from worker.queue import SEND_LETTER
 from worker.runtime import get_runtime
 
@@ -16,7 +16,7 @@ from worker.runtime import get_runtime
 # claimed and does nothing, so retrying can never send twice.
 @app.task(name=SEND_LETTER, **DB_RETRIES)  # type: ignore[untyped-decorator]
 def send_letter(letter_id: int) -> str:
-    return deliver(get_runtime().delivery(), letter_id)
+    return run_job(get_runtime(), SEND_LETTER, letter_id)
 
 
 @worker_process_init.connect  # type: ignore[untyped-decorator]

@@ -182,7 +182,12 @@ def dispatcher() -> RecordingDispatcher:
 def runtime(
     tmp_path: Path, db_url: str, clock: FixedClock, dispatcher: RecordingDispatcher
 ) -> Iterator[Runtime]:
-    rt = build_runtime(make_settings(tmp_path, db_url), clock=clock, dispatcher=dispatcher)
+    rt = build_runtime(
+        make_settings(tmp_path, db_url),
+        clock=clock,
+        dispatcher=dispatcher,
+        sleep=lambda _: None,  # in-task retries wait on the fake clock's terms: not at all
+    )
     set_runtime(rt)
     yield rt
     set_runtime(None)

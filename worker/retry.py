@@ -33,7 +33,7 @@ def backoff(
     4*base, … at most `cap`; at least `retry_after` (clamped to the cap, so a hostile or
     broken header cannot park work for a year)."""
     doublings = min(max(failures, 1) - 1, 30)  # 2**30 times any base is past every cap
-    delay = min(base * 2**doublings, cap)
+    delay = min(base * (1 << doublings), cap)
     if retry_after is not None:
         asked = timedelta(seconds=min(max(retry_after, 0.0), cap.total_seconds()))
         delay = max(delay, asked)

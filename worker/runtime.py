@@ -5,6 +5,8 @@ Built once per process (`init_runtime`); Celery tasks reach it through `get_runt
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -36,6 +38,8 @@ class Runtime:
     planner: Planner
     sender: Sender
     crm: CrmAdapter
+    # How in-task retries wait between tries; tests pass one that does not block.
+    sleep: Callable[[float], None] = time.sleep
     _delivery: Delivery | None = field(default=None, repr=False)
 
     def delivery(self) -> Delivery:
@@ -49,6 +53,7 @@ class Runtime:
                 settings=self.settings,
                 secret_key=secret_key(self.settings),
                 default_timezone=lambda: self.rules.get().defaults.timezone,
+                sleep=self.sleep,
             )
         return self._delivery
 
@@ -63,6 +68,7 @@ def build_runtime(
     dispatcher: Dispatcher | None = None,
     sender: Sender | None = None,
     crm: CrmAdapter | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Runtime:
     engine = make_engine(settings.effective_database_url)
     app = celery_app.configure(settings)
@@ -77,6 +83,7 @@ def build_runtime(
         planner=Planner(rules, message_id_domain(settings.mail_from)),
         sender=sender or make_sender(settings.smtp_url, settings.outbox_dir),
         crm=crm or make_crm(settings),
+        sleep=sleep,
     )
 
 

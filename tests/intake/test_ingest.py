@@ -112,13 +112,14 @@ def test_a_task_that_fails_for_good_parks_the_row(
 ) -> None:
     """A poison row is marked failed with the reason, so the sweeper stops re-enqueueing it."""
     import tasks.intake
+    import worker.jobs
 
     accepted = accept(runtime.session_factory, "generic", "evt_1", RU_SAMPLE, NOW)
 
     def broken(*args: object) -> None:
         raise ValueError("cannot plan letters for this event")
 
-    monkeypatch.setattr(tasks.intake, "ingest", broken)
+    monkeypatch.setattr(worker.jobs, "ingest", broken)
     with pytest.raises(ValueError):
         tasks.intake.ingest_inbox.run(accepted.inbox_id)
     with runtime.session_factory() as session:

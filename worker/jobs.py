@@ -1,0 +1,84 @@
+"""The job table: every queued task's name and the plain function that does its work.
+
+Celery's thin tasks (`tasks/`) and the in-process runner (tests, `run_enqueued`) both look
+jobs up here, so how a task reaches its function is written once, and there is one place
+where every outcome passes by (to count them for metrics). A job takes the runtime and one
+id, re-fetches what it needs, and returns its outcome as a short word ("sent", "retry",
+"skipped", …); it raises only when the whole job should be retried by the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import OperationalError
+
+from worker.crm.outbox import deliver_activity as deliver
+from worker.delivery.send import send_letter as send
+from worker.intake.ingest import ingest, mark_failed
+from worker.planning.rules import RulesError
+from worker.queue import DELIVER_ACTIVITY, INGEST_INBOX, SEND_LETTER
+
+if TYPE_CHECKING:
+    from worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+Job = Callable[["Runtime", int], str]
+
+
+def ingest_inbox(runtime: Runtime, inbox_id: int) -> str:
+    """One accepted webhook into a canonical event and its letters."""
+    try:
+        return ingest(runtime.session_factory, inbox_id, runtime.clock, runtime.planner).outcome
+    except (OperationalError, RulesError):
+        raise  # database unreachable or no valid rules yet: the row stays pending
+    except Exception as exc:
+        # Anything else will fail again the same way: park the row with the reason
+        # instead of letting the sweeper re-enqueue a poison message forever.
+        mark_failed(
+            runtime.session_factory, inbox_id, f"{type(exc).__name__}: {exc}", runtime.clock
+        )
+        raise
+
+
+def send_letter(runtime: Runtime, letter_id: int) -> str:
+    """One due letter to its recipient, exactly once or with the reason why not."""
+    return send(runtime.delivery(), letter_id)
+
+
+def deliver_activity(runtime: Runtime, activity_id: int) -> str:
+    """One outbox activity to the CRM."""
+    return deliver(
+        runtime.session_factory,
+        runtime.crm,
+        runtime.clock,
+        activity_id,
+        tries=runtime.settings.crm_tries,
+        wait_base=runtime.settings.crm_retry_wait_seconds,
+        sleep=runtime.sleep,
+    )
+
+
+JOBS: Mapping[str, Job] = {
+    INGEST_INBOX: ingest_inbox,
+    SEND_LETTER: send_letter,
+    DELIVER_ACTIVITY: deliver_activity,
+}
+
+
+def run_job(runtime: Runtime, task: str, item_id: int) -> str:
+    """Run one job by its task name. The single path every job takes, in Celery or not."""
+    outcome = JOBS[task](runtime, item_id)
+    log.debug("%s(%s) -> %s", task, item_id, outcome)
+    return outcome
+
+
+def run_enqueued(
+    runtime: Runtime, enqueued: list[tuple[str, tuple[int, ...]]]
+) -> list[tuple[str, int, str]]:
+    """Run, in this process and in order, what was put on the queue (a RecordingDispatcher's
+    `sent`): what a worker would do with it. Returns (task, id, outcome) per job."""
+    return [(task, item, run_job(runtime, task, item)) for task, (item,) in enqueued]
