@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.intake.ingest import accept, ingest
+from worker.intake.inbox import accept
+from worker.intake.ingest import ingest
 from worker.intake.signatures import signed_headers
 from worker.models import Event, InboxItem, Letter
 from worker.runtime import Runtime

@@ -32,7 +32,9 @@ Job = Callable[["Runtime", int], str]
 def ingest_inbox(runtime: Runtime, inbox_id: int) -> str:
     """One accepted webhook into a canonical event and its letters."""
     try:
-        return ingest(runtime.session_factory, inbox_id, runtime.clock, runtime.planner).outcome
+        return ingest(
+            runtime.session_factory, inbox_id, runtime.clock, runtime.planner, runtime.source
+        ).outcome
     except (OperationalError, RulesError):
         raise  # database unreachable or no valid rules yet: the row stays pending
     except Exception as exc:

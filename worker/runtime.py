@@ -19,6 +19,8 @@ from worker.db import make_engine, make_session_factory
 from worker.delivery.message_ids import message_id_domain
 from worker.delivery.send import Delivery
 from worker.delivery.senders import Sender, make_sender
+from worker.intake import sources
+from worker.intake.sources import Source
 from worker.letters.render import Renderer
 from worker.planning.planner import Planner
 from worker.planning.rules import RulesStore
@@ -41,6 +43,16 @@ class Runtime:
     # How in-task retries wait between tries; tests pass one that does not block.
     sleep: Callable[[float], None] = time.sleep
     _delivery: Delivery | None = field(default=None, repr=False)
+    _sources: dict[str, Source] = field(default_factory=dict, repr=False)
+
+    def source(self, name: str) -> Source | None:
+        """The webhook source registered as `name`, built once; None when there is none."""
+        if name not in self._sources:
+            built = sources.build(name, self.settings)
+            if built is None:
+                return None
+            self._sources[name] = built
+        return self._sources[name]
 
     def delivery(self) -> Delivery:
         """Built on first use: only processes that send need the secret key."""

@@ -308,7 +308,8 @@ def test_show_an_unknown_event_fails(cli: Any, runtime: Runtime) -> None:
 def test_list_mentions_webhooks_that_are_no_event_yet(
     cli: Any, runtime: Runtime, history: list[str]
 ) -> None:
-    from worker.intake.ingest import accept, mark_failed
+    from worker.intake.inbox import accept
+    from worker.intake.ingest import mark_failed
 
     now = runtime.clock.now()
     accept(runtime.session_factory, "generic", "evt_waiting", json.dumps(RU_DEAL).encode(), now)

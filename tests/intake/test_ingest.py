@@ -10,7 +10,8 @@ from sqlalchemy import select
 
 from tests.conftest import NOW, SAMPLES
 from worker.clock import FixedClock
-from worker.intake.ingest import accept, ingest
+from worker.intake.inbox import accept
+from worker.intake.ingest import ingest
 from worker.models import Event, InboxItem, InboxStatus
 from worker.runtime import Runtime
 

@@ -6,7 +6,8 @@ from datetime import timedelta
 
 from tests.conftest import NOW, SAMPLES
 from worker.clock import FixedClock
-from worker.intake.ingest import accept, ingest
+from worker.intake.inbox import accept
+from worker.intake.ingest import ingest
 from worker.queue import INGEST_INBOX, RecordingDispatcher
 from worker.runtime import Runtime
 from worker.scheduling import tick

@@ -17,7 +17,8 @@ from tests.conftest import NOW, RULES_FILE, TEMPLATES, make_settings
 from tests.helpers import all_letters, ingest_doc
 from worker.clock import FixedClock
 from worker.events import validate_event
-from worker.intake.ingest import accept, ingest
+from worker.intake.inbox import accept
+from worker.intake.ingest import ingest
 from worker.letters.catalogue import Catalogue
 from worker.models import Event, Letter, LetterStatus
 from worker.planning.explain import explain

@@ -9,9 +9,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
 from worker.http import admin, health, home, tracking, webhooks
-from worker.intake.signatures import WebhookVerifier
+from worker.intake import sources
 from worker.runtime import Runtime
-from worker.secrets_store import secret_key, webhook_secrets
+from worker.secrets_store import secret_key
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,12 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(title="Thankly", version="0.1.0")
     app.state.runtime = runtime
-    app.state.webhook_verifier = WebhookVerifier(
-        webhook_secrets(runtime.settings), runtime.settings.webhook_tolerance_seconds
-    )
+    # Every registered source checks its configuration now (the generic one: a webhook
+    # secret), so a misconfigured API fails at start rather than on the first webhook.
+    for name in sources.registered():
+        source = runtime.source(name)
+        if source is not None:
+            source.prepare()
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.state.secret_key = secret_key(runtime.settings)
     app.include_router(webhooks.router)

@@ -1,12 +1,13 @@
-"""POST /webhooks/generic: verify, validate, store, answer, then enqueue.
+"""POST /webhooks/{source}: authenticate, split, store, answer, then enqueue.
 
 The checks run cheapest-first and nothing is stored until all of them pass, so a rejected
-request leaves no trace but a log line. A client mistake is always a 4xx.
+request leaves no trace but a log line. A client mistake is always a 4xx. What a request
+must look like is the source's business (worker/intake/sources.py); this route only reads
+the body within the cap, stores the events a source accepted, and enqueues after commit.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -14,10 +15,9 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from worker.events import InvalidEvent, validate_event
 from worker.http.body import BadContentLength, BodyTooLarge, read_capped
-from worker.intake.ingest import accept
-from worker.intake.signatures import SignatureError, WebhookVerifier
+from worker.intake.inbox import accept_batch
+from worker.intake.sources import Refused
 from worker.queue import INGEST_INBOX, send_quietly
 from worker.runtime import Runtime
 
@@ -31,34 +31,24 @@ def _reject(status: int, error: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"status": "rejected", "error": error, **extra}, status_code=status)
 
 
-def _is_json(content_type: str | None) -> bool:
-    if not content_type:
-        return False
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (
-        media.startswith("application/") and media.endswith("+json")
-    )
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "Seen before (same webhook-id): nothing new was stored"},
+    200: {"description": "Seen before (same event ids): nothing new was stored"},
     202: {"description": "Stored; it will be processed shortly"},
     400: {"description": "Malformed JSON, or a malformed header"},
     401: {"description": "Missing or bad signature, or a stale timestamp"},
+    404: {"description": "No source of that name"},
     413: {"description": "Body larger than the cap (256 KiB)"},
-    415: {"description": "Content-Type is not JSON"},
-    422: {"description": "Valid JSON but not a valid event; `problems` lists each field"},
+    415: {"description": "Content-Type is not what the source posts"},
+    422: {"description": "Well-formed but not a valid event; `problems` lists each field"},
 }
 
 
-@router.post("/webhooks/generic", status_code=202, responses=_RESPONSES)
-async def generic_webhook(request: Request, background: BackgroundTasks) -> JSONResponse:
+@router.post("/webhooks/{source}", status_code=202, responses=_RESPONSES)
+async def webhook(source: str, request: Request, background: BackgroundTasks) -> JSONResponse:
     runtime: Runtime = request.app.state.runtime
-    verifier: WebhookVerifier = request.app.state.webhook_verifier
+    sender = runtime.source(source)
+    if sender is None:
+        return _reject(404, f"no webhook source named {source[:40]!r}")
     limit = runtime.settings.webhook_max_bytes
 
     try:
@@ -68,39 +58,39 @@ async def generic_webhook(request: Request, background: BackgroundTasks) -> JSON
     except BadContentLength:
         return _reject(400, "Content-Length is not a number")
 
-    if not _is_json(request.headers.get("content-type")):
-        return _reject(415, "Content-Type must be application/json")
+    problem = sender.media_type_problem(request.headers.get("content-type"))
+    if problem is not None:
+        return _reject(415, problem)
 
     try:
-        event_id = verifier.verify(request.headers, body, runtime.clock.now())
-    except SignatureError as exc:
-        log.info("webhook rejected: %s", exc)
-        return _reject(401, str(exc))
-    if len(event_id) > MAX_EVENT_ID:
-        return _reject(400, f"webhook-id is longer than {MAX_EVENT_ID} characters")
-
-    try:
-        document = json.loads(body.decode("utf-8"), parse_constant=_no_constants)
-    except UnicodeDecodeError:
-        return _reject(400, "body is not UTF-8")
-    except RecursionError:
-        return _reject(400, "JSON is nested too deeply")
-    except ValueError as exc:
-        return _reject(400, f"malformed JSON: {exc}")
-
-    try:
-        event = validate_event(document)
-    except InvalidEvent as exc:
-        return _reject(422, "not a valid event", problems=exc.problems)
+        events = sender.receive(request.headers, body, runtime.clock.now())
+    except Refused as refused:
+        if refused.status == 401:
+            log.info("%s webhook rejected: %s", source, refused.error)
+        return _reject(refused.status, refused.error, **refused.extra)
+    if not events:
+        return _reject(422, "the request holds no event")
+    if any(len(e.event_id) > MAX_EVENT_ID for e in events):
+        return _reject(400, f"an event id is longer than {MAX_EVENT_ID} characters")
 
     accepted = await run_in_threadpool(
-        accept, runtime.session_factory, "generic", event_id, body, runtime.clock.now()
+        accept_batch, runtime.session_factory, source, events, runtime.clock.now()
     )
-    if accepted.duplicate:
-        return JSONResponse({"status": "duplicate", "event_id": event_id}, status_code=200)
-
-    log.info("accepted %s webhook %s as inbox #%s", event.type, event_id, accepted.inbox_id)
-    # Runs after the response is sent; the row is committed already, so a broker hiccup
-    # here only delays processing until the sweeper's next pass.
-    background.add_task(send_quietly, runtime.dispatcher, INGEST_INBOX, accepted.inbox_id)
-    return JSONResponse({"status": "accepted", "event_id": event_id}, status_code=202)
+    new = [a for a in accepted if not a.duplicate]
+    for item in new:
+        log.info("accepted %s webhook %s as inbox #%s", source, item.event_id, item.inbox_id)
+        # Runs after the response is sent; the row is committed already, so a broker hiccup
+        # here only delays processing until the sweeper's next pass.
+        background.add_task(send_quietly, runtime.dispatcher, INGEST_INBOX, item.inbox_id)
+    status, code = ("accepted", 202) if new else ("duplicate", 200)
+    if len(accepted) == 1:
+        return JSONResponse({"status": status, "event_id": accepted[0].event_id}, code)
+    return JSONResponse(
+        {
+            "status": status,
+            "event_ids": [a.event_id for a in accepted],
+            "new": len(new),
+            "duplicates": len(accepted) - len(new),
+        },
+        code,
+    )

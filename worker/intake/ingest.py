@@ -1,81 +1,52 @@
-"""From webhook to canonical event.
+"""From a stored webhook to the canonical event, exactly once.
 
-`accept` stores the raw body durably (the webhook is answered only after it commits);
-`ingest` turns one inbox row into one canonical event, exactly once, however often it is
-called or however many workers call it at the same time.
+`ingest` turns one inbox row into one canonical event, however often it is called or
+however many workers call it at the same time. The row's source translates it first,
+outside any transaction (a CRM source may ask its API for details); then a short
+transaction claims the row by conditional update and writes the event and its letters.
+
+The one retry/park policy for a source's failures: a `CallError` that can pass (a 429, a
+5xx, a timeout) leaves the row pending and the sweeper tries it again with a doubling wait,
+never less than the Retry-After; a failure that will repeat (bad data, an object that is
+gone) parks the row `failed` with the reason, for an admin to see.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.clock import Clock
-from worker.events import GenericEvent, InvalidEvent, parse_event_json
+from worker.events import GenericEvent, InvalidEvent
+from worker.intake.generic import GenericSource
+from worker.intake.sources import Source
 from worker.models import Event, InboxItem, InboxStatus
+from worker.retry import CallError, backoff
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Accepted:
-    inbox_id: int
-    event_id: str
-    duplicate: bool
-
-
-def accept(
-    session_factory: sessionmaker[Session], source: str, event_id: str, body: bytes, now: datetime
-) -> Accepted:
-    """Store a verified, validated webhook body; a second delivery of the same id is a no-op."""
-    digest = hashlib.sha256(body).hexdigest()
-    try:
-        with session_factory.begin() as session:
-            item = InboxItem(
-                source=source,
-                event_id=event_id,
-                received_at=now,
-                body=body.decode("utf-8"),
-                body_sha256=digest,
-                status=InboxStatus.PENDING,
-                # Counts as enqueued now: the sweeper waits its grace period before retrying.
-                enqueued_at=now,
-                enqueue_count=1,
-            )
-            session.add(item)
-            session.flush()
-            return Accepted(item.id, event_id, duplicate=False)
-    except IntegrityError:
-        pass  # the unique (source, event_id) caught a redelivery, possibly a concurrent one
-    with session_factory() as session:
-        existing = session.execute(
-            select(InboxItem.id, InboxItem.body_sha256).where(
-                InboxItem.source == source, InboxItem.event_id == event_id
-            )
-        ).one()
-    if existing.body_sha256 != digest:
-        # Same id, different body: the sender reuses ids. We keep the first (the id is the
-        # contract), but say so loudly since the second event is not processed.
-        log.warning(
-            "%s webhook %s redelivered with a different body; kept the first", source, event_id
-        )
-    return Accepted(existing.id, event_id, duplicate=True)
-
-
 # Applies a new event to the letters table inside the ingest transaction (worker.planning.planner).
 OnEvent = Callable[[Session, Event, GenericEvent, datetime], object]
+# The source that stored a row, by name; None when no such source is registered any more.
+SourceFor = Callable[[str], Source | None]
+
+# A Retry-After longer than this is not believed (the sweeper's own doubling then applies).
+MAX_RETRY_AFTER = timedelta(hours=1)
+
+
+def _builtin_only(name: str) -> Source | None:
+    # Translating a generic row needs no settings; other sources come from the runtime.
+    return GenericSource() if name == "generic" else None
 
 
 @dataclass(frozen=True)
 class IngestResult:
-    outcome: str  # "ingested" | "already" | "missing" | "invalid"
+    outcome: str  # "ingested" | "already" | "missing" | "invalid" | "retry"
     event_id: int | None = None
 
 
@@ -84,33 +55,43 @@ def ingest(
     inbox_id: int,
     clock: Clock,
     on_event: OnEvent | None = None,
+    source_for: SourceFor = _builtin_only,
 ) -> IngestResult:
     """Create the canonical event for one inbox row, and its letters, in one transaction.
     Idempotent and safe to run concurrently."""
-    now = clock.now()
-    with session_factory.begin() as session:
+    with session_factory() as session:
         item = session.get(InboxItem, inbox_id)
         if item is None:
             return IngestResult("missing")
         if item.status != InboxStatus.PENDING:
             return IngestResult("already")
-        try:
-            parsed = parse_event_json(item.body)
-        except (ValueError, InvalidEvent, RecursionError) as exc:
-            # Cannot happen for rows the intake validated, unless validation got stricter
-            # since (a row stored before the nesting limit can be too deep to parse here).
-            # Park the row with the reason instead of retrying it forever.
-            claimed = _claim(session, inbox_id, InboxStatus.FAILED, now, error=str(exc)[:2000])
-            log.error("inbox row %s is not a valid event: %s", inbox_id, exc)
-            return IngestResult("invalid" if claimed else "already")
+        source_name, external_id, raw = item.source, item.event_id, item.body
+
+    source = source_for(source_name)
+    try:
+        if source is None:
+            raise ValueError(f"no source named {source_name!r} is registered")
+        parsed = source.translate(raw)
+    except CallError as exc:
+        if not exc.permanent:
+            return _retry_later(session_factory, inbox_id, clock.now(), source_name, exc)
+        return _park(session_factory, inbox_id, clock.now(), f"{source_name}: {exc}")
+    except (ValueError, InvalidEvent, RecursionError) as exc:
+        # Cannot happen for rows the intake validated, unless validation got stricter since
+        # (a row stored before the nesting limit can be too deep to parse here). Park the
+        # row with the reason instead of retrying it forever.
+        return _park(session_factory, inbox_id, clock.now(), str(exc))
+
+    now = clock.now()
+    with session_factory.begin() as session:
         # Claim by conditional update: a concurrent ingest of the same row waits on the row
         # lock and then updates nothing, so only one of them creates the event.
         if not _claim(session, inbox_id, InboxStatus.PROCESSED, now):
             return IngestResult("already")
         event = Event(
-            inbox_id=item.id,
-            source=item.source,
-            external_id=item.event_id,
+            inbox_id=inbox_id,
+            source=source_name,
+            external_id=external_id,
             type=parsed.type,
             occurred_at=parsed.timestamp,
             contact_email=parsed.contact_email,
@@ -123,8 +104,39 @@ def ingest(
         session.flush()
         if on_event is not None:
             on_event(session, event, parsed, now)
-        log.info("ingested %s event %s as #%s", parsed.type, item.event_id, event.id)
+        log.info("ingested %s event %s as #%s", parsed.type, external_id, event.id)
         return IngestResult("ingested", event.id)
+
+
+def _park(
+    session_factory: sessionmaker[Session], inbox_id: int, now: datetime, reason: str
+) -> IngestResult:
+    with session_factory.begin() as session:
+        claimed = _claim(session, inbox_id, InboxStatus.FAILED, now, error=reason[:2000])
+    log.error("inbox row %s is not a valid event: %s", inbox_id, reason)
+    return IngestResult("invalid" if claimed else "already")
+
+
+def _retry_later(
+    session_factory: sessionmaker[Session],
+    inbox_id: int,
+    now: datetime,
+    source: str,
+    exc: CallError,
+) -> IngestResult:
+    """Keep the row pending with the reason. The sweeper re-enqueues it once its back-off
+    since `enqueued_at` has run out; moving `enqueued_at` forward by the Retry-After makes
+    that wait at least as long as the CRM asked."""
+    # The doubling is the sweeper's; this adds what the CRM asked for, clamped.
+    asked = backoff(1, base=timedelta(0), cap=MAX_RETRY_AFTER, retry_after=exc.retry_after)
+    with session_factory.begin() as session:
+        session.execute(
+            update(InboxItem)
+            .where(InboxItem.id == inbox_id, InboxItem.status == InboxStatus.PENDING)
+            .values(enqueued_at=now + asked, error=f"{source}: {exc}"[:2000])
+        )
+    log.warning("inbox row %s: %s did not answer (%s); tried again later", inbox_id, source, exc)
+    return IngestResult("retry")
 
 
 def mark_failed(

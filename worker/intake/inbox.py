@@ -1,0 +1,103 @@
+"""Storing accepted webhooks: the inbox keeps each event verbatim, once per (source, id).
+
+The webhook is answered only after this commits. A request with several events is stored
+in one transaction: all of its new events, or none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.intake.sources import RawEvent
+from worker.models import InboxItem, InboxStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    inbox_id: int
+    event_id: str
+    duplicate: bool
+
+
+def accept(
+    session_factory: sessionmaker[Session], source: str, event_id: str, body: bytes, now: datetime
+) -> Accepted:
+    """Store one verified, validated event; a second delivery of the same id is a no-op."""
+    [accepted] = accept_batch(session_factory, source, [RawEvent(event_id, body.decode())], now)
+    return accepted
+
+
+def accept_batch(
+    session_factory: sessionmaker[Session],
+    source: str,
+    events: Sequence[RawEvent],
+    now: datetime,
+) -> list[Accepted]:
+    """Store a request's events, in order; ids seen before are duplicates, not errors."""
+    try:
+        return _store(session_factory, source, events, now)
+    except IntegrityError:
+        # A concurrent delivery of the same ids won the race; now they all exist, and a
+        # second pass finds them as duplicates (the batch still commits whole).
+        return _store(session_factory, source, events, now)
+
+
+def _store(
+    session_factory: sessionmaker[Session],
+    source: str,
+    events: Sequence[RawEvent],
+    now: datetime,
+) -> list[Accepted]:
+    with session_factory.begin() as session:
+        # (inbox id, body digest) of every id already stored, then of each one added here.
+        seen = _existing(session, source, [e.event_id for e in events])
+        out: list[Accepted] = []
+        for event in events:
+            digest = hashlib.sha256(event.body.encode("utf-8")).hexdigest()
+            if event.event_id in seen:
+                first_id, first_digest = seen[event.event_id]
+                if first_digest != digest:
+                    # Same id, different body: the sender reuses ids. We keep the first (the
+                    # id is the contract), but say so loudly: the second is not processed.
+                    log.warning(
+                        "%s webhook %s redelivered with a different body; kept the first",
+                        source,
+                        event.event_id,
+                    )
+                out.append(Accepted(first_id, event.event_id, duplicate=True))
+                continue
+            item = InboxItem(
+                source=source,
+                event_id=event.event_id,
+                received_at=now,
+                body=event.body,
+                body_sha256=digest,
+                status=InboxStatus.PENDING,
+                # Counts as enqueued now: the sweeper waits its grace period before retrying.
+                enqueued_at=now,
+                enqueue_count=1,
+            )
+            session.add(item)
+            session.flush()
+            seen[event.event_id] = (item.id, digest)
+            out.append(Accepted(item.id, event.event_id, duplicate=False))
+        return out
+
+
+def _existing(session: Session, source: str, ids: list[str]) -> dict[str, tuple[int, str]]:
+    rows = session.execute(
+        select(InboxItem.event_id, InboxItem.id, InboxItem.body_sha256).where(
+            InboxItem.source == source, InboxItem.event_id.in_(set(ids))
+        )
+    )
+    return {event_id: (inbox_id, digest) for event_id, inbox_id, digest in rows}
