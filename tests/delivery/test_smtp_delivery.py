@@ -285,8 +285,10 @@ def test_a_rendering_stored_without_its_locale_is_sent_with_the_letters_locale()
     from typing import cast
 
     from worker.delivery.send import Delivery, render_letter
+    from worker.events import GenericEvent
 
     stored = {"subject": "Danke", "text": "Hallo", "html": "<p>Hallo</p>"}
     letter = Letter(locale="de", rendered=stored, reuse_rendered=True)
-    rendered = render_letter(cast(Delivery, None), letter, {})  # the stored copy needs no runtime
+    # The stored copy needs neither a runtime nor the event.
+    rendered = render_letter(cast(Delivery, None), letter, cast(GenericEvent, None))
     assert (rendered.subject, rendered.locale) == ("Danke", "de")

@@ -17,16 +17,14 @@ from typing import Any, Protocol
 import httpx
 
 from worker.intake.signatures import signed_headers
+from worker.retry import CallError
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class CrmError(Exception):
-    def __init__(self, message: str, *, permanent: bool, retry_after: float | None = None):
-        super().__init__(message)
-        self.permanent = permanent
-        self.retry_after = retry_after
+class CrmError(CallError):
+    """A CRM call failed; `permanent` and `retry_after` feed the one retry policy."""
 
 
 class CrmAdapter(Protocol):

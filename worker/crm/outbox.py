@@ -16,17 +16,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 
 from worker.clock import Clock
 from worker.crm.adapters import CrmAdapter, CrmError
 from worker.models import ActivityStatus, CrmActivity
+from worker.retry import backoff, call_with_retries
 
 log = logging.getLogger(__name__)
 # THANKLY_CRM_LEASE_SECONDS's default: how long a claimed activity is left to its task.
@@ -83,38 +77,17 @@ def deliver_activity(
 
     made = 0
 
-    backoff = wait_random_exponential(multiplier=wait_base, max=MAX_WAIT_IN_TASK)
-
-    def wait(retry_state: RetryCallState) -> float:
-        """Retry-After when the CRM gave one (429), else exponential backoff with jitter."""
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        if isinstance(exc, CrmError) and exc.retry_after is not None:
-            return min(max(exc.retry_after, 0.0), MAX_WAIT_IN_TASK)
-        return float(backoff(retry_state))
-
     def attempt() -> None:
         nonlocal made
         made += 1
         crm.deliver(key, payload)
 
-    def retryable(exc: BaseException) -> bool:
-        # A long Retry-After is honoured by rescheduling, not by blocking the worker.
-        return (
-            isinstance(exc, CrmError)
-            and not exc.permanent
-            and (exc.retry_after is None or exc.retry_after <= MAX_WAIT_IN_TASK)
-        )
-
     now = clock.now()
     try:
-        Retrying(
-            stop=stop_after_attempt(tries),
-            wait=wait,
-            retry=retry_if_exception(retryable),
-            sleep=sleep,
-            reraise=True,
-        )(attempt)
+        # A short Retry-After is waited for here; a long one by rescheduling the activity.
+        call_with_retries(
+            attempt, tries=tries, wait_base=wait_base, max_wait=MAX_WAIT_IN_TASK, sleep=sleep
+        )
     except Exception as exc:  # every failure is recorded: none may strand the activity
         return _record_failure(
             session_factory, clock, activity_id, exc, now, attempts + made, tries
@@ -136,13 +109,9 @@ def deliver_activity(
 
 def retry_delay(total_attempts: int, tries: int, retry_after: float | None) -> timedelta:
     """30 s, 1 min, 2 min, … per failed round of `tries`, at most an hour; at least what
-    the CRM asked for (already clamped to an hour by the adapter)."""
+    the CRM asked for."""
     rounds = max(1, -(-total_attempts // max(tries, 1)))
-    delay: timedelta = min(timedelta(seconds=30 * 2 ** min(rounds - 1, 20)), MAX_BACKOFF)
-    if retry_after is not None:
-        wanted = min(max(retry_after, 0.0), MAX_BACKOFF.total_seconds())
-        delay = max(delay, timedelta(seconds=wanted))
-    return delay
+    return backoff(rounds, base=timedelta(seconds=30), cap=MAX_BACKOFF, retry_after=retry_after)
 
 
 def _record_failure(

@@ -8,8 +8,11 @@
                          ├──▶ suppressed unsubscribed since it was planned
                          └──▶ scheduled  transient failures: due again later
 
-The claim is a conditional update (`WHERE status = 'queued'`): a redelivered task, a
-cancelled letter or a second worker finds nothing to do. Every SMTP try is an Attempt row.
+`send_letter` is four steps: **claim** (a conditional update `WHERE status = 'queued'`: a
+redelivered task, a cancelled letter or a second worker finds nothing to do), **compose**
+(the letter as the recipient gets it; nothing can have left yet, so any error fails the
+letter), **transmit** (the Sender, with short in-task retries; every try is an Attempt
+row) and **finish** (the final status and its CRM activity in one transaction).
 """
 
 from __future__ import annotations
@@ -17,27 +20,41 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from typing import Any
+from enum import StrEnum
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from worker.clock import Clock
 from worker.crm.activities import record
 from worker.delivery.senders import Sender, SendError
-from worker.letters.message import build_message
-from worker.letters.render import Rendered, Renderer, RenderError, build_context
+from worker.events import GenericEvent
+from worker.letters.compose import Tracking, compose, render
+from worker.letters.render import Rendered, Renderer, RenderError
 from worker.models import Attempt, Event, Letter, LetterStatus
 from worker.planning.planner import mask_email, suppression_reason
+from worker.retry import backoff, call_with_retries
 from worker.settings import Settings
-from worker.tracking.hits import instrument_html, unsubscribe_token
+from worker.tracking.hits import unsubscribe_token
 
 log = logging.getLogger(__name__)
 MAX_RETRY_DELAY = timedelta(hours=6)
+# Waits between tries inside one task; longer pauses reschedule the letter instead.
+MAX_WAIT_IN_TASK = 30.0
+
+
+class SendOutcome(StrEnum):
+    """What `send_letter` did; the Celery task returns it."""
+
+    SENT = "sent"
+    FAILED = "failed"
+    RETRY = "retry"
+    UNKNOWN = "unknown"
+    SUPPRESSED = "suppressed"
+    SKIPPED = "skipped"
 
 
 @dataclass(frozen=True)
@@ -58,7 +75,7 @@ def unsubscribe_url(settings: Settings, secret_key: str, letter_id: int) -> str:
     return f"{settings.public_url}/u/{unsubscribe_token(secret_key, letter_id)}"
 
 
-def render_letter(d: Delivery, letter: Letter, payload: dict[str, Any]) -> Rendered:
+def render_letter(d: Delivery, letter: Letter, event: GenericEvent) -> Rendered:
     """What the letter says: the current template over its stored event, or, for a
     --reuse-rendered replay, what was rendered before. Raises RenderError.
     (Also what `thankly letters preview` shows.)"""
@@ -67,49 +84,56 @@ def render_letter(d: Delivery, letter: Letter, payload: dict[str, Any]) -> Rende
         stored = Rendered(**letter.rendered)
         # Renderings stored before the locale was kept: the letter row knows it.
         return stored if stored.locale else replace(stored, locale=letter.locale)
-    contact = payload["data"].get("contact") or {}
-    context = build_context(
-        payload,
-        letter.locale,
-        contact.get("timezone") or d.default_timezone(),
-        next_step_url=d.settings.next_step_url,
+    contact = event.data.contact
+    return render(
+        d.renderer,
+        d.settings,
+        letter.letter,
+        event,
+        locale=letter.locale,
+        timezone=(contact.timezone if contact else None) or d.default_timezone(),
         unsubscribe_url=unsubscribe_url(d.settings, d.secret_key, letter.id),
     )
-    return d.renderer.render(letter.letter, letter.locale, context)
 
 
 def letter_message(
-    d: Delivery, letter: Letter, payload: dict[str, Any], rendered: Rendered, now: datetime
+    d: Delivery, letter: Letter, event: GenericEvent, rendered: Rendered, now: datetime
 ) -> EmailMessage:
     """The message as it goes out: tracked links, open pixel, headers from the stored event."""
-    owner = payload["data"].get("owner") or {}
-    unsubscribe = unsubscribe_url(d.settings, d.secret_key, letter.id)
-    # Links go through /t/c/ and a pixel reports opens; the plain-text part stays plain.
-    html = instrument_html(
-        rendered.html, letter.id, d.secret_key, d.settings.public_url, keep=unsubscribe
-    )
-    return build_message(
-        rendered=replace(rendered, html=html),
-        mail_from=d.settings.mail_from,
+    return compose(
+        rendered,
+        event,
+        d.settings,
         to=letter.contact_email,
         message_id=letter.message_id,
         date=now,
-        owner_name=owner.get("name"),
-        owner_email=owner.get("email"),
-        unsubscribe_url=unsubscribe,
+        unsubscribe_url=unsubscribe_url(d.settings, d.secret_key, letter.id),
+        tracking=Tracking(letter.id, d.secret_key),
     )
 
 
 LATE = "the outcome arrived after the sending timeout had marked it unknown"
 
+# The CRM hears of a final outcome once per letter: the key makes a repeat a no-op there.
+_ACTIVITY_KEYS = {"email.sent": "sent", "email.failed": "failed"}
 
-def _finish(
-    session: Session,
-    letter_id: int,
-    now: datetime,
-    activity: tuple[str, dict[str, object]] | None = None,
-    **values: object,
-) -> str | None:
+
+def activity_key(kind: str, letter_id: int) -> str:
+    return f"{_ACTIVITY_KEYS[kind]}:{letter_id}"
+
+
+@dataclass(frozen=True)
+class Finish:
+    """How a letter leaves `sending`: its new status, the columns that go with it, and the
+    activity the CRM is told of (None: nothing to tell)."""
+
+    status: LetterStatus
+    columns: dict[str, object] = field(default_factory=dict)
+    activity: str | None = None
+    details: dict[str, object] = field(default_factory=dict)
+
+
+def finish(session: Session, letter_id: int, now: datetime, outcome: Finish) -> str | None:
     """Leave `sending`, and tell the CRM in the same transaction (outbox). Returns the
     status left, or None when the letter had moved on and nothing changed.
 
@@ -119,6 +143,7 @@ def _finish(
     conditional and the CRM hears of it only when the row changed: an admin's replay or
     cancel in the meantime is never contradicted by a report of a change that did not
     happen."""
+    values = {"status": outcome.status, **outcome.columns}
     left = None
     for status, extra in (
         (LetterStatus.SENDING, {}),
@@ -137,14 +162,14 @@ def _finish(
         log.error(
             "letter #%s: outcome %s not recorded: the letter is %s by now",
             letter_id,
-            values.get("status"),
+            outcome.status,
             letter.status,
         )
         return None
-    if activity is not None:
-        kind, details = activity
+    if outcome.activity is not None:
         letter = session.get_one(Letter, letter_id)
-        record(session, letter, kind, f"{kind.split('.')[1]}:{letter_id}", now, details)
+        key = activity_key(outcome.activity, letter_id)
+        record(session, letter, outcome.activity, key, now, outcome.details)
     return left
 
 
@@ -175,8 +200,14 @@ def _record(
         )
 
 
-def send_letter(d: Delivery, letter_id: int) -> str:
-    now = d.clock.now()
+@dataclass(frozen=True)
+class Claimed:
+    letter: Letter  # detached: read, never written through
+    payload: dict[str, object]
+
+
+def claim(d: Delivery, letter_id: int, now: datetime) -> Claimed | SendOutcome:
+    """Take the letter `queued → sending`, and check the address is still welcome."""
     with d.session_factory.begin() as session:
         claimed = session.execute(
             update(Letter)
@@ -184,76 +215,104 @@ def send_letter(d: Delivery, letter_id: int) -> str:
             .values(status=LetterStatus.SENDING, updated_at=now)
         )
         if getattr(claimed, "rowcount", 0) != 1:
-            return "skipped"  # cancelled, suppressed, or another worker has it
+            return SendOutcome.SKIPPED  # cancelled, suppressed, or another worker has it
         letter = session.get_one(Letter, letter_id)
         payload = session.scalars(select(Event.payload).where(Event.id == letter.event_id)).one()
         suppressed = suppression_reason(session, letter.contact_email)
-        if suppressed is not None:
-            _finish(
-                session,
-                letter_id,
-                now,
-                status=LetterStatus.SUPPRESSED,
-                status_reason=suppressed,
-            )
-            log.info(
-                "letter #%s not sent: suppressed: %s (%s)",
-                letter_id,
-                suppressed,
-                mask_email(letter.contact_email),
-            )
-            return "suppressed"
+        if suppressed is None:
+            return Claimed(letter, payload)
+        finish(
+            session,
+            letter_id,
+            now,
+            Finish(LetterStatus.SUPPRESSED, {"status_reason": suppressed}),
+        )
+        log.info(
+            "letter #%s not sent: suppressed: %s (%s)",
+            letter_id,
+            suppressed,
+            mask_email(letter.contact_email),
+        )
+        return SendOutcome.SUPPRESSED
 
-    # Until the sender is handed the message nothing can have reached a server: whatever
-    # goes wrong (a template, data the calendar or the email library refuses) fails the
-    # letter with the error instead of stranding it in `sending`.
-    try:
-        rendered = render_letter(d, letter, payload)
-        with d.session_factory.begin() as session:
-            session.execute(
-                update(Letter)
-                .where(Letter.id == letter_id)
-                .values(rendered=asdict(rendered), reuse_rendered=False)
-            )
-        message = letter_message(d, letter, payload, rendered, now)
-        envelope_from = message["From"].addresses[0].addr_spec
-    except Exception as exc:
-        return _not_built(d, letter_id, now, exc)
+
+def compose_letter(d: Delivery, claimed: Claimed, now: datetime) -> tuple[Rendered, EmailMessage]:
+    """The rendered letter (kept on the row, for a --reuse-rendered replay) and its message."""
+    letter = claimed.letter
+    event = GenericEvent.model_validate(claimed.payload)
+    rendered = render_letter(d, letter, event)
+    with d.session_factory.begin() as session:
+        session.execute(
+            update(Letter)
+            .where(Letter.id == letter.id)
+            .values(rendered=asdict(rendered), reuse_rendered=False)
+        )
+    return rendered, letter_message(d, letter, event, rendered, now)
+
+
+def transmit(d: Delivery, letter: Letter, message: EmailMessage) -> SendError | None:
+    """Hand the message to the sender, retrying transient failures a few times. Every try
+    is an Attempt row. Returns the last error, or None when the message was accepted."""
+    envelope_from = message["From"].addresses[0].addr_spec
 
     def attempt() -> None:
         started = d.clock.now()
         try:
             d.sender.send(message, envelope_from, letter.contact_email)
         except SendError as exc:
-            _record(d, letter_id, started, exc.kind, exc)
+            _record(d, letter.id, started, exc.kind, exc)
             raise
         except Exception as exc:
             # By the Sender contract an unclassified exception means nothing was sent.
             error = SendError("permanent", "mail", f"{type(exc).__name__}: {exc}")
-            _record(d, letter_id, started, error.kind, error)
+            _record(d, letter.id, started, error.kind, error)
             raise error from exc
-        _record(d, letter_id, started, "sent")
+        _record(d, letter.id, started, "sent")
 
-    retrying = Retrying(
-        stop=stop_after_attempt(d.settings.smtp_tries),
-        wait=wait_random_exponential(multiplier=d.settings.smtp_retry_wait_seconds, max=30),
-        retry=retry_if_exception(lambda e: isinstance(e, SendError) and e.kind == "transient"),
-        sleep=d.sleep,
-        reraise=True,
-    )
     try:
-        retrying(attempt)
+        call_with_retries(
+            attempt,
+            tries=d.settings.smtp_tries,
+            wait_base=d.settings.smtp_retry_wait_seconds,
+            max_wait=MAX_WAIT_IN_TASK,
+            sleep=d.sleep,
+        )
     except SendError as exc:
-        return _after_failure(d, letter_id, exc)
+        return exc
+    return None
+
+
+def send_letter(d: Delivery, letter_id: int) -> SendOutcome:
+    """Claim, compose, transmit, finish."""
+    now = d.clock.now()
+    claimed = claim(d, letter_id, now)
+    if not isinstance(claimed, Claimed):
+        return claimed
+    letter = claimed.letter
+    # Until the sender is handed the message nothing can have reached a server: whatever
+    # goes wrong (a template, data the calendar or the email library refuses) fails the
+    # letter with the error instead of stranding it in `sending`.
+    try:
+        rendered, message = compose_letter(d, claimed, now)
+    except Exception as exc:
+        return _not_built(d, letter_id, now, exc)
+
+    error = transmit(d, letter, message)
+    if error is not None:
+        return _after_failure(d, letter_id, error)
+
     with d.session_factory.begin() as session:
-        left = _finish(
+        sent_at = d.clock.now()
+        left = finish(
             session,
             letter_id,
-            d.clock.now(),
-            ("email.sent", {"subject": rendered.subject}),
-            status=LetterStatus.SENT,
-            sent_at=d.clock.now(),
-            last_error=None,
+            sent_at,
+            Finish(
+                LetterStatus.SENT,
+                {"sent_at": sent_at, "last_error": None},
+                "email.sent",
+                {"subject": rendered.subject},
+            ),
         )
     if left == LetterStatus.UNKNOWN:
         log.warning("letter #%s: %s; it was sent, and is recorded as sent", letter_id, LATE)
@@ -266,60 +325,62 @@ def send_letter(d: Delivery, letter_id: int) -> str:
         letter.contact_email.rpartition("@")[2],
         letter.message_id,
     )
-    return "sent"
+    return SendOutcome.SENT
 
 
-def _not_built(d: Delivery, letter_id: int, started: datetime, exc: Exception) -> str:
+def _not_built(d: Delivery, letter_id: int, started: datetime, exc: Exception) -> SendOutcome:
     detail = str(exc) if isinstance(exc, RenderError) else f"{type(exc).__name__}: {exc}"
     _record(d, letter_id, started, "permanent", text=detail)
     with d.session_factory.begin() as session:
-        _finish(
+        finish(
             session,
             letter_id,
             d.clock.now(),
-            ("email.failed", {"error": f"render: {detail}"}),
-            status=LetterStatus.FAILED,
-            last_error=f"render: {detail}",
+            Finish(
+                LetterStatus.FAILED,
+                {"last_error": f"render: {detail}"},
+                "email.failed",
+                {"error": f"render: {detail}"},
+            ),
         )
     log.error("letter #%s cannot be rendered: %s", letter_id, detail)
-    return "failed"
+    return SendOutcome.FAILED
 
 
-def _after_failure(d: Delivery, letter_id: int, exc: SendError) -> str:
+def _after_failure(d: Delivery, letter_id: int, exc: SendError) -> SendOutcome:
     now = d.clock.now()
     with d.session_factory.begin() as session:
         attempts = session.scalars(select(Letter.attempt_count).where(Letter.id == letter_id)).one()
         if exc.kind == "unknown":
-            _finish(session, letter_id, now, status=LetterStatus.UNKNOWN, last_error=str(exc))
+            finish(session, letter_id, now, Finish(LetterStatus.UNKNOWN, {"last_error": str(exc)}))
             log.error("letter #%s: outcome unknown, not resent: %s", letter_id, exc)
-            return "unknown"
+            return SendOutcome.UNKNOWN
         if exc.kind == "permanent" or attempts >= d.settings.max_send_attempts:
             reason = (
                 str(exc)
                 if exc.kind == "permanent"
                 else (f"gave up after {attempts} attempts; last: {exc}")
             )
-            _finish(
+            finish(
                 session,
                 letter_id,
                 now,
-                ("email.failed", {"error": reason}),
-                status=LetterStatus.FAILED,
-                last_error=reason,
+                Finish(
+                    LetterStatus.FAILED, {"last_error": reason}, "email.failed", {"error": reason}
+                ),
             )
             log.error("letter #%s failed: %s", letter_id, reason)
-            return "failed"
+            return SendOutcome.FAILED
+        # Each round of THANKLY_SMTP_TRIES failed tries doubles the rest before the next.
         rounds = max(1, attempts // d.settings.smtp_tries)
-        delay = min(
-            timedelta(seconds=d.settings.retry_delay_seconds) * 2 ** (rounds - 1), MAX_RETRY_DELAY
+        delay = backoff(
+            rounds, base=timedelta(seconds=d.settings.retry_delay_seconds), cap=MAX_RETRY_DELAY
         )
-        _finish(
+        finish(
             session,
             letter_id,
             now,
-            status=LetterStatus.SCHEDULED,
-            due_at=now + delay,
-            last_error=str(exc),
+            Finish(LetterStatus.SCHEDULED, {"due_at": now + delay, "last_error": str(exc)}),
         )
         log.warning("letter #%s: %s; trying again at %s", letter_id, exc, (now + delay).isoformat())
-        return "retry"
+        return SendOutcome.RETRY

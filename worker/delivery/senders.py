@@ -32,14 +32,18 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import idna
 
 from worker.delivery.wire_check import refuse_unsafe
+from worker.retry import CallError
 
 Kind = Literal["transient", "permanent", "unknown"]
 
 
-class SendError(Exception):
+class SendError(CallError):
+    """Only a transient failure is worth another try: a permanent one will repeat, and
+    after an unknown one the server may have the letter already."""
+
     def __init__(self, kind: Kind, error_class: str, text: str, code: int | None = None) -> None:
         code_text = f"{code} " if code else ""
-        super().__init__(f"{error_class}: {code_text}{text}".strip())
+        super().__init__(f"{error_class}: {code_text}{text}".strip(), permanent=kind != "transient")
         self.kind = kind
         self.error_class = error_class
         self.text = text

@@ -20,8 +20,8 @@ from worker.delivery.message_ids import message_id_domain, new_message_id
 from worker.delivery.senders import MemorySender
 from worker.events import GenericEvent, validate_event
 from worker.letters.catalogue import Catalogue, normalise_locale
-from worker.letters.message import build_message
-from worker.letters.render import Rendered, Renderer, build_context
+from worker.letters.compose import compose, render
+from worker.letters.render import Rendered, Renderer
 from worker.models import Event, Letter
 from worker.planning.planner import contact_timezone
 from worker.planning.rules import Defaults, RulesError, RuleSet, RulesStore
@@ -98,26 +98,25 @@ def preview(
     settings: Settings, renderer: Renderer, letter: str, event: GenericEvent, choice: Choice
 ) -> tuple[Rendered, EmailMessage]:
     """An ad-hoc rendering: a made-up Message-ID and unsubscribe link, no tracking."""
-    payload = event.model_dump(mode="json")
-    owner = payload["data"].get("owner") or {}
     unsubscribe = f"{settings.public_url}/u/preview"
-    context = build_context(
-        payload,
-        choice.locale,
-        choice.timezone,
-        next_step_url=settings.next_step_url,
+    rendered = render(
+        renderer,
+        settings,
+        letter,
+        event,
+        locale=choice.locale,
+        timezone=choice.timezone,
         unsubscribe_url=unsubscribe,
     )
-    rendered = renderer.render(letter, choice.locale, context)
-    message = build_message(
-        rendered=rendered,
-        mail_from=settings.mail_from,
+    message = compose(
+        rendered,
+        event,
+        settings,
         to=event.contact_email or "recipient@example.org",
         message_id=new_message_id(message_id_domain(settings.mail_from)),
         date=datetime.now(UTC),
-        owner_name=owner.get("name"),
-        owner_email=owner.get("email"),
         unsubscribe_url=unsubscribe,
+        tracking=None,
     )
     return rendered, message
 
@@ -159,8 +158,9 @@ def stored_letter(
             secret_key=secret_key(),
             default_timezone=lambda: rules.get().defaults.timezone,
         )
-        rendered = render_letter(delivery, letter, payload)
-        message = letter_message(delivery, letter, payload, rendered, delivery.clock.now())
+        event = GenericEvent.model_validate(payload)
+        rendered = render_letter(delivery, letter, event)
+        message = letter_message(delivery, letter, event, rendered, delivery.clock.now())
     finally:
         engine.dispose()
     return StoredPreview(letter, rendered, message, bool(letter.reuse_rendered and letter.rendered))
