@@ -273,32 +273,6 @@ def test_replay_after_an_smtp_outage_delivers_each_letter_once(
     assert {x.status for x in all_letters(up)} == {LetterStatus.SENT}
 
 
-def test_stats(runtime: Runtime, clock: FixedClock) -> None:
-    from worker.models import Click, Open
-
-    ids = letters_in(runtime, ["sent", "sent", "failed", "scheduled", "suppressed"])
-    with runtime.session_factory.begin() as session:
-        session.add_all(
-            [
-                Open(letter_id=ids[0], at=clock.now(), method="GET", kind="human"),
-                Open(letter_id=ids[0], at=clock.now(), method="GET", kind="human"),
-                Open(letter_id=ids[1], at=clock.now(), method="GET", kind="machine"),
-                Click(letter_id=ids[0], at=clock.now(), url="https://shop.example"),
-            ]
-        )
-    [row] = operations.stats(runtime.session_factory)
-    assert (row["letter"], row["locale"]) == ("feedback_logged", "de")
-    assert {k: row[k] for k in ("scheduled", "sent", "failed", "unknown", "suppressed")} == {
-        "scheduled": 1,
-        "sent": 2,
-        "failed": 1,
-        "unknown": 0,
-        "suppressed": 1,
-    }
-    assert (row["human_opens"], row["machine_opens"], row["clicks"]) == (2, 1, 1)
-    assert (row["open_rate"], row["click_rate"]) == (0.5, 0.5)  # 1 of 2 sent opened by a human
-
-
 def test_reuse_rendered_sends_what_was_rendered_before(
     tmp_path: Path, db_url: str, clock: FixedClock
 ) -> None:

@@ -24,12 +24,9 @@ from worker.models import (
     PENDING_LETTER_STATUSES,
     Attempt,
     AuditEntry,
-    Click,
-    CrmActivity,
     Event,
     Letter,
     LetterStatus,
-    Open,
 )
 from worker.planning.rules import SendWindow
 from worker.planning.timing import next_opening
@@ -350,80 +347,3 @@ def audit_log(
             }
             for e in session.scalars(q)
         ]
-
-
-# --- numbers ---------------------------------------------------------------------------
-
-STAT_STATUSES = (
-    LetterStatus.SCHEDULED,
-    LetterStatus.SENT,
-    LetterStatus.FAILED,
-    LetterStatus.UNKNOWN,
-    LetterStatus.SUPPRESSED,
-)
-
-
-def stats(factory: sessionmaker[Session], since: datetime | None = None) -> list[dict[str, Any]]:
-    """Per letter and locale. Rates are over sent letters: the share with at least one
-    human open, and with at least one click."""
-    with factory() as session:
-        scope = select(Letter.id, Letter.letter, Letter.locale, Letter.status)
-        if since is not None:
-            scope = scope.where(Letter.created_at >= since)
-        letters = session.execute(scope).all()
-        wanted = {row.id for row in letters}
-
-        def per_letter(q: Any) -> dict[int, int]:
-            return {lid: n for lid, n in session.execute(q) if lid in wanted}
-
-        human = per_letter(
-            select(Open.letter_id, func.count())
-            .where(Open.kind == "human")
-            .group_by(Open.letter_id)
-        )
-        machine = per_letter(
-            select(Open.letter_id, func.count())
-            .where(Open.kind == "machine")
-            .group_by(Open.letter_id)
-        )
-        clicks = per_letter(select(Click.letter_id, func.count()).group_by(Click.letter_id))
-        unsubscribed = per_letter(
-            select(CrmActivity.letter_id, func.count())
-            .where(CrmActivity.kind == "contact.unsubscribed")
-            .group_by(CrmActivity.letter_id)
-        )
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
-    for lid, name, locale, status in letters:
-        row = rows.setdefault(
-            (name, locale),
-            {
-                "letter": name,
-                "locale": locale,
-                **{s: 0 for s in STAT_STATUSES},
-                "human_opens": 0,
-                "machine_opens": 0,
-                "clicks": 0,
-                "unsubscribes": 0,
-                "_opened": 0,
-                "_clicked": 0,
-            },
-        )
-        if status in STAT_STATUSES:
-            row[status] += 1
-        elif status in (LetterStatus.QUEUED, LetterStatus.SENDING):
-            row[LetterStatus.SCHEDULED] += 1  # on its way: still to be sent
-        row["human_opens"] += human.get(lid, 0)
-        row["machine_opens"] += machine.get(lid, 0)
-        row["clicks"] += clicks.get(lid, 0)
-        row["unsubscribes"] += unsubscribed.get(lid, 0)
-        row["_opened"] += int(human.get(lid, 0) > 0)
-        row["_clicked"] += int(clicks.get(lid, 0) > 0)
-    out = []
-    for key in sorted(rows):
-        row = rows[key]
-        sent = row["sent"]
-        opened, clicked = row.pop("_opened"), row.pop("_clicked")
-        row["open_rate"] = round(opened / sent, 4) if sent else None
-        row["click_rate"] = round(clicked / sent, 4) if sent else None
-        out.append(row)
-    return out

@@ -384,7 +384,7 @@ def stats_command(since: SinceOpt = None, as_json: JsonOpt = False) -> None:
     """Per letter and locale: sent, failed, opens, clicks, unsubscribes and rates.
 
     Also scheduled, unknown and suppressed; rates are over sent letters."""
-    from worker.admin.operations import stats
+    from worker.admin.stats import stats
     from worker.cli.common import parse_when
 
     rows = stats(session_factory(), parse_when(since, "--since") if since else None)

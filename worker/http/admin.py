@@ -16,6 +16,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
 from worker import suppressions
 from worker.admin import operations
+from worker.admin.stats import stats as letter_stats
 from worker.admin.timeline import letter_timeline
 from worker.http.client_address import client_address
 from worker.planning.rules import RulesError
@@ -212,7 +213,7 @@ def send_now(body: SendNowRequest, request: Request, actor: Actor) -> dict[str, 
 
 @router.get("/stats")
 def stats(request: Request, actor: Actor, since: Moment | None = None) -> dict[str, Any]:
-    return {"stats": operations.stats(_runtime(request).session_factory, since)}
+    return {"stats": letter_stats(_runtime(request).session_factory, since)}
 
 
 @router.get("/audit")
