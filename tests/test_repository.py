@@ -278,3 +278,29 @@ def test_every_test_the_guarantees_table_cites_exists() -> None:
         if not re.search(rf"^def {name}\(", (ROOT / path).read_text(), re.MULTILINE)
     ]
     assert missing == []
+
+
+# --- the README's walk through the code stays short and true ------------------------------
+
+_CODE_PATH = re.compile(r"`((?:worker|tasks)/[\w/]+\.py)")
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(heading)
+    end = text.find("\n## ", start + len(heading))
+    return text[start : end if end != -1 else len(text)]
+
+
+def test_the_readme_walk_from_webhook_to_smtp_names_at_most_six_files_that_exist() -> None:
+    walk = _section((ROOT / "README.md").read_text(encoding="utf-8"), "## How an event travels")
+    named = list(dict.fromkeys(_CODE_PATH.findall(walk)))
+    assert 0 < len(named) <= 6, named
+    assert [path for path in named if not (ROOT / path).is_file()] == []
+
+
+def test_every_module_the_architecture_notes_name_exists() -> None:
+    notes = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`((?:worker|tasks|templates|config)/[\w/<>.]*)`", notes))
+    concrete = {path for path in named if "<" not in path}
+    assert concrete, "the pattern no longer finds the paths the notes name"
+    assert sorted(path for path in concrete if not (ROOT / path).exists()) == []
