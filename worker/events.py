@@ -37,9 +37,12 @@ LETTER_EVENT_TYPES = frozenset({"deal.closed", "feedback.logged", "referral.made
 CANCEL_EVENT_TYPES = frozenset({"deal.reopened", "deal.lost"})
 
 
-def _email(value: str) -> str:
+def normalise_address(value: str) -> str:
+    """The one form an address is stored and looked up in: email-validator's normalised
+    form, lower-cased (so equality on the indexed column finds it: no `lower()` in
+    queries). Raises ValueError."""
     try:
-        normalized = validate_email(value, check_deliverability=False).normalized
+        normalized = validate_email(value.strip(), check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise ValueError(f"not a valid email address: {exc}") from None
     local = normalized.rpartition("@")[0]
@@ -47,7 +50,11 @@ def _email(value: str) -> str:
     # RFC 2047 encoded word and turn it into other text, line breaks included.
     if "=?" in local or not local.isprintable():
         raise ValueError("the part before @ must not contain '=?' or control characters")
-    return normalized
+    return normalized.lower()
+
+
+def _email(value: str) -> str:
+    return normalise_address(value)
 
 
 def _timezone(value: str) -> str:

@@ -84,3 +84,11 @@ def setup_logging(level: str, fmt: LogFormat = "text", stream: IO[str] | None = 
         logger.handlers.clear()
         logger.propagate = True
         logger.setLevel(logging.NOTSET)
+
+
+def mask_email(email: str | None) -> str:
+    """`anna@example.org` → `…@example.org`: the recipient's domain, the way every log line
+    names a recipient (the "sent" line too), never the address itself."""
+    if not email or "@" not in email:
+        return "(no address)"
+    return f"…@{email.rpartition('@')[2]}"

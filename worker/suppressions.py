@@ -1,5 +1,11 @@
 """The suppression list: addresses that get no letters, and lifting that, audited.
 
+The one module that knows how an address gets suppressed (`suppress`: the list and its
+pending letters; `unsubscribe_from_letter`: the one-click link, with its audit entry and
+CRM activity) and what "suppressed" means (`suppression_reason`, asked when planning and
+again when sending). Planning, tracking, sending, the CLI and the admin API call it;
+bounces will too.
+
 An address lands here from a `contact.unsubscribed` event, the one-click link in a letter,
 or an operator (`thankly suppressions add`, `POST /admin/suppressions`). Either way its
 pending letters become `suppressed` in the same transaction. Lifting a suppression lets
@@ -18,11 +24,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker.crm.activities import record
+from worker.events import normalise_address
 from worker.models import (
     PENDING_LETTER_STATUSES,
     AuditEntry,
@@ -34,6 +41,7 @@ from worker.models import (
 
 REASON_COLUMN = 64  # suppressions.reason; the audit log keeps the full text
 ADDED, LIFTED = "suppress", "unsuppress"
+LINK_ACTOR = "recipient (unsubscribe link)"  # the audit log's actor for link unsubscribes
 
 
 class SuppressionError(Exception):
@@ -45,11 +53,23 @@ class NotSuppressed(SuppressionError):
 
 
 def normalise_email(text: str) -> str:
-    """Lowercase, as the suppression table and letters store addresses, or refuse."""
+    """The address as every table stores it (`worker.events.normalise_address`), or refuse."""
     try:
-        return validate_email(text.strip(), check_deliverability=False).normalized.lower()
-    except EmailNotValidError as exc:
+        return normalise_address(text)
+    except ValueError as exc:
         raise SuppressionError(f"{text!r} is not a valid email address: {exc}") from None
+
+
+def suppression_reason(session: Session, email: str) -> str | None:
+    """Why the address gets no letters (e.g. `unsubscribed on 2026-11-20`), or None when it
+    is not suppressed. Asked when planning and again when sending."""
+    row = session.scalars(select(Suppression).where(Suppression.email == email)).first()
+    if row is None:
+        return None
+    day = row.created_at.date().isoformat()
+    if row.reason.startswith("unsubscribed"):
+        return f"{row.reason} on {day}"  # by event, or "unsubscribed (link)"
+    return f"suppressed by hand on {day}: {row.reason}"
 
 
 def _short(reason: str) -> str:
@@ -235,3 +255,28 @@ def list_suppressions(
             }
             for row, external_id in rows
         ]
+
+
+def unsubscribe_from_letter(
+    factory: sessionmaker[Session], letter_id: int, now: datetime
+) -> tuple[str, str] | None:
+    """Suppress the letter's address at once. Idempotent. Returns (address, the letter's
+    locale), None when there is no such letter."""
+    with factory.begin() as session:
+        letter = session.get(Letter, letter_id)
+        if letter is None:
+            return None
+        email = letter.contact_email
+        added, ids = suppress(session, email, "unsubscribed (link)", now)
+        if added:
+            details = {"via": "one-click link", "suppressed_letters": ids}
+            audit(session, now, LINK_ACTOR, ADDED, email, None, details, letter_id=letter.id)
+        record(
+            session,
+            letter,
+            "contact.unsubscribed",
+            f"unsubscribed:{email}",
+            now,
+            {"via": "one-click link"},
+        )
+        return email, letter.locale

@@ -270,7 +270,11 @@ def test_show_json_has_decisions_with_letter_status(
     cli: Any, runtime: Runtime, history: list[str]
 ) -> None:
     story = json.loads(cli("events", "show", "#2", "--json").stdout)
-    assert (story["id"], story["external_id"], story["contact"]) == (2, "evt_2", "Olga@example.org")
+    assert (story["id"], story["external_id"], story["contact"]) == (
+        2,
+        "evt_2",
+        "olga@example.org",
+    )  # stored lower-case
     assert story["deal"]["amount"] == "20"
     assert story["decisions"] == [
         {

@@ -276,13 +276,13 @@ def test_an_unexpected_failure_is_recorded_and_backed_off(
 def test_a_non_ascii_address_reaches_the_crm_in_the_body(
     crm_runtime: tuple[Runtime, Any], clock: FixedClock
 ) -> None:
-    from worker.tracking.hits import unsubscribe
+    from worker.suppressions import unsubscribe_from_letter
 
     runtime, crm = crm_runtime
     doc = json.loads(json.dumps(FEEDBACK))
     doc["data"]["contact"]["email"] = "müller@exämple.org"
     [letter] = ingest_doc(runtime, doc, "evt_idn")
-    assert unsubscribe(runtime.session_factory, letter.id, clock.now()) is not None
+    assert unsubscribe_from_letter(runtime.session_factory, letter.id, clock.now()) is not None
     assert pump(runtime, clock, timedelta(seconds=1), 1) == ["delivered"]
     assert crm.rejected == []
     [(key, document)] = crm.accepted.items()

@@ -28,7 +28,7 @@ class EventFilter:
         if self.event_type:
             query = query.where(Event.type == self.event_type)
         if self.contact:
-            query = query.where(func.lower(Event.contact_email) == self.contact.strip().lower())
+            query = query.where(Event.contact_email == self.contact.strip().lower())
         if self.since:
             query = query.where(Event.created_at >= self.since)
         return query

@@ -34,10 +34,11 @@ from worker.delivery.senders import Sender, SendError
 from worker.events import GenericEvent
 from worker.letters.compose import Tracking, compose, render
 from worker.letters.render import Rendered, Renderer, RenderError
+from worker.logs import mask_email
 from worker.models import Attempt, Event, Letter, LetterStatus
-from worker.planning.planner import mask_email, suppression_reason
 from worker.retry import backoff, call_with_retries
 from worker.settings import Settings
+from worker.suppressions import suppression_reason
 from worker.tracking.hits import unsubscribe_token
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from worker.http.client_address import client_address
 from worker.letters.unsubscribe_texts import DEFAULT, UnsubscribeTexts, texts_for
 from worker.runtime import Runtime
+from worker.suppressions import unsubscribe_from_letter
 from worker.tracking.hits import (
     PIXEL_GIF,
     letter_locale,
@@ -26,7 +27,6 @@ from worker.tracking.hits import (
     read_letter_id,
     record_click,
     record_open,
-    unsubscribe,
 )
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ async def unsubscribe_now(token: str, request: Request) -> HTMLResponse:
     if letter_id is None:
         return _invalid()
     done = await run_in_threadpool(
-        unsubscribe, runtime.session_factory, letter_id, runtime.clock.now()
+        unsubscribe_from_letter, runtime.session_factory, letter_id, runtime.clock.now()
     )
     if done is None:
         return _invalid()

@@ -16,17 +16,19 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import or_, select, text, update
 from sqlalchemy.orm import Session
 
 from worker.delivery.message_ids import new_message_id
 from worker.events import CANCEL_EVENT_TYPES, LETTER_EVENT_TYPES, GenericEvent
 from worker.letters.catalogue import Catalogue
-from worker.models import PENDING_LETTER_STATUSES, Event, Letter, LetterStatus, Suppression
+from worker.logs import mask_email
+from worker.models import PENDING_LETTER_STATUSES, Event, Letter, LetterStatus
 from worker.planning.conditions import first_failure
 from worker.planning.durations import format_duration
 from worker.planning.rules import Rule, RuleSet, RulesStore
 from worker.planning.timing import due_time
+from worker.suppressions import suppress, suppression_reason
 
 log = logging.getLogger(__name__)
 
@@ -72,31 +74,6 @@ def decision(
     return {"rule": rule, "outcome": outcome, "reason": reason, "letter_id": letter_id}
 
 
-def mask_email(email: str | None) -> str:
-    """`anna@example.org` → `…@example.org`: the recipient's domain, the way every log line
-    names a recipient (the "sent" line too), never the address itself."""
-    if not email or "@" not in email:
-        return "(no address)"
-    return f"…@{email.rpartition('@')[2]}"
-
-
-def suppression_reason(session: Session, email: str) -> str | None:
-    """Why the address gets no letters (e.g. `unsubscribed on 2026-11-20`), or None when it
-    is not suppressed. Asked when planning and again when sending."""
-    row = session.scalars(select(Suppression).where(Suppression.email == email)).first()
-    if row is None:
-        return None
-    day = row.created_at.date().isoformat()
-    if row.reason.startswith("unsubscribed"):
-        return f"{row.reason} on {day}"  # by event, or "unsubscribed (link)"
-    return f"suppressed by hand on {day}: {row.reason}"
-
-
-def is_suppressed(session: Session, email: str) -> bool:
-    """Unsubscribed addresses get nothing: asked when planning and again when sending."""
-    return suppression_reason(session, email) is not None
-
-
 def contact_timezone(event: GenericEvent, rules: RuleSet) -> str:
     contact = event.data.contact
     return contact.timezone if contact and contact.timezone else rules.defaults.timezone
@@ -109,7 +86,7 @@ def spread_key(event: GenericEvent, rule: Rule) -> str:
     subject = (data.deal.id if data.deal else None) or (data.feedback.id if data.feedback else None)
     return "|".join(
         [
-            (event.contact_email or "").lower(),
+            event.contact_email or "",
             event.type,
             event.timestamp.isoformat(),
             subject or "",
@@ -202,7 +179,7 @@ class Planner:
         rules = self.rules.get()
         letters: list[Letter] = []
         decisions: list[dict[str, Any]] = []
-        lock_contact(session, (parsed.contact_email or "").lower())
+        lock_contact(session, parsed.contact_email or "")
         if parsed.type in LETTER_EVENT_TYPES:
             letters = self._schedule(session, event, parsed, rules, now, decisions)
         elif parsed.type in CANCEL_EVENT_TYPES:
@@ -223,7 +200,7 @@ class Planner:
         now: datetime,
         decisions: list[dict[str, Any]],
     ) -> list[Letter]:
-        email = (parsed.contact_email or "").lower()
+        email = parsed.contact_email or ""
         where = f"event {event.external_id} to {mask_email(email)}"
         planned_letters = plan(parsed, rules, self.rules.catalogue, now)
         if not planned_letters:
@@ -346,7 +323,7 @@ class Planner:
         same = (
             Event.deal_id == event.deal_id
             if event.deal_id
-            else func.lower(Event.contact_email) == (event.contact_email or "").lower()
+            else Event.contact_email == (event.contact_email or "")
         )
         return session.scalars(
             select(Event)
@@ -377,7 +354,7 @@ class Planner:
         if event.deal_id:
             same, scope = Letter.deal_id == event.deal_id, f"deal {event.deal_id}"
         else:
-            email = (event.contact_email or "").lower()
+            email = event.contact_email or ""
             same, scope = Letter.contact_email == email, mask_email(email)
         found = session.execute(
             select(Letter.id, Letter.rule)
@@ -410,10 +387,7 @@ class Planner:
     def _unsubscribe(
         self, session: Session, event: Event, now: datetime, decisions: list[dict[str, Any]]
     ) -> None:
-        # Imported here: worker.suppressions builds on this module (PENDING_LETTER_STATUSES).
-        from worker.suppressions import suppress
-
-        email = (event.contact_email or "").lower()
+        email = event.contact_email or ""
         added, ids = suppress(session, email, "unsubscribed", now, event_id=event.id)
         if added:
             decisions.append(decision(None, Outcome.ADDRESS_SUPPRESSED, "unsubscribed"))

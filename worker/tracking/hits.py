@@ -17,7 +17,6 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 from worker.crm.activities import record
 from worker.letters.render import safe_url
 from worker.models import Click, Letter, Open
-from worker.suppressions import ADDED, audit, suppress
 from worker.tracking.html_links import TRACK_MARK, Attrs, edit_anchors
 from worker.tracking.tokens import make_token, read_token
 
@@ -30,7 +29,6 @@ PIXEL_GIF = (
 # extra_opens / extra_clicks), so a loop of requests cannot grow the tables without limit.
 HITS_KEPT_PER_LETTER = 50
 
-LINK_ACTOR = "recipient (unsubscribe link)"  # the audit log's actor for link unsubscribes
 
 # (substring of the user agent, why it is a machine)
 MACHINE_AGENTS = (
@@ -232,28 +230,3 @@ def letter_locale(factory: sessionmaker[Session], letter_id: int) -> str | None:
     """The letter's locale, for pages that must speak it; None when there is no letter."""
     with factory() as session:
         return session.scalar(select(Letter.locale).where(Letter.id == letter_id))
-
-
-def unsubscribe(
-    factory: sessionmaker[Session], letter_id: int, now: datetime
-) -> tuple[str, str] | None:
-    """Suppress the letter's address at once. Idempotent. Returns (address, the letter's
-    locale), None when there is no such letter."""
-    with factory.begin() as session:
-        letter = session.get(Letter, letter_id)
-        if letter is None:
-            return None
-        email = letter.contact_email
-        added, ids = suppress(session, email, "unsubscribed (link)", now)
-        if added:
-            details = {"via": "one-click link", "suppressed_letters": ids}
-            audit(session, now, LINK_ACTOR, ADDED, email, None, details, letter_id=letter.id)
-        record(
-            session,
-            letter,
-            "contact.unsubscribed",
-            f"unsubscribed:{email}",
-            now,
-            {"via": "one-click link"},
-        )
-        return email, letter.locale
