@@ -28,7 +28,16 @@ def terminal(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
     and styles would show up as escape sequences in what it wrote."""
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, width=400, highlight=False)
-    for module in ("common", "letters", "events", "suppressions", "rules"):
+    for module in (
+        "common",
+        "letters",
+        "letter_actions",
+        "stats",
+        "crm",
+        "events",
+        "suppressions",
+        "rules",
+    ):
         monkeypatch.setattr(f"worker.cli.{module}.out", console)
     return screen
 

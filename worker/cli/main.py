@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from worker.cli import letter_actions  # noqa: F401 - registers replay, cancel, send-now
 from worker.cli.common import choice, err, fail, out
 from worker.cli.common import settings_or_exit as _settings
+from worker.cli.crm import crm_app
 from worker.cli.events import event_app, events_app
-from worker.cli.letters import crm_app, letters_app, stats_command
+from worker.cli.letters import letters_app
 from worker.cli.preview import preview, templates_app
 from worker.cli.rules import rules_app
+from worker.cli.stats import stats_command
 from worker.cli.suppressions import suppressions_app
 from worker.settings import RUN_URL_FILE, Settings, redact_url
 
