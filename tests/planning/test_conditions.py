@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from worker.planning.conditions import first_failure
-from worker.planning.rules import Condition
+from worker.planning.rules_model import Condition
 
 DATA = {
     "deal": {"amount": "5000.00", "currency": "EUR", "title": None},

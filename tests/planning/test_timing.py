@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.planning.rules import Delay, SendWindow
+from worker.planning.rules_model import Delay, SendWindow
 from worker.planning.timing import due_time, next_opening, spread
 
 BERLIN = ZoneInfo("Europe/Berlin")

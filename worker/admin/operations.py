@@ -28,7 +28,7 @@ from worker.models import (
     Letter,
     LetterStatus,
 )
-from worker.planning.rules import SendWindow
+from worker.planning.rules_model import SendWindow
 from worker.planning.timing import next_opening
 
 # Spelt out as Literals so the admin API answers a typo with 422 and the valid values;

@@ -15,7 +15,8 @@ from worker.cli.common import settings_or_exit as _settings
 from worker.cli.preview import templates_report
 from worker.letters.catalogue import Catalogue
 from worker.planning.durations import format_duration
-from worker.planning.rules import Rule, RulesError, RuleSet, load_rules
+from worker.planning.rules import RulesError, load_rules
+from worker.planning.rules_model import Rule, RuleSet
 from worker.settings import Settings
 
 rules_app = typer.Typer(help="Check, explain and apply the delay rules.", no_args_is_help=True)

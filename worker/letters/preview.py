@@ -24,7 +24,8 @@ from worker.letters.compose import compose, render
 from worker.letters.render import Rendered, Renderer
 from worker.models import Event, Letter
 from worker.planning.planner import contact_timezone
-from worker.planning.rules import Defaults, RulesError, RuleSet, RulesStore
+from worker.planning.rules import RulesError, RulesStore
+from worker.planning.rules_model import Defaults, RuleSet
 from worker.settings import Settings
 
 # A full example event, for previews without --event: every optional paragraph on.

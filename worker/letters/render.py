@@ -25,7 +25,7 @@ from babel.numbers import format_currency, format_decimal
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from worker.planning.rules import CONDITION_PATHS
+from worker.planning.rules_model import CONDITION_PATHS
 from worker.tracking.html_links import mark_links
 
 MAX_SUBJECT = 60

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from worker.planning.rules import Condition
+from worker.planning.rules_model import Condition
 
 _MISSING = object()
 

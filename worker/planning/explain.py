@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from worker.events import CANCEL_EVENT_TYPES, GenericEvent
 from worker.letters.catalogue import Catalogue
 from worker.planning.planner import PlannedLetter, contact_timezone, plan
-from worker.planning.rules import RuleSet
+from worker.planning.rules_model import RuleSet
 
 
 def _entry(planned: PlannedLetter | None, zone: str) -> dict[str, Any]:

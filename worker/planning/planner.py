@@ -26,7 +26,8 @@ from worker.logs import mask_email
 from worker.models import PENDING_LETTER_STATUSES, Event, Letter, LetterStatus
 from worker.planning.conditions import first_failure
 from worker.planning.durations import format_duration
-from worker.planning.rules import Rule, RuleSet, RulesStore
+from worker.planning.rules import RulesStore
+from worker.planning.rules_model import Rule, RuleSet
 from worker.planning.timing import due_time
 from worker.suppressions import suppress, suppression_reason
 

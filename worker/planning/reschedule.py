@@ -15,7 +15,7 @@ from worker.events import validate_event
 from worker.letters.catalogue import Catalogue
 from worker.models import AuditEntry, Event, Letter, LetterStatus
 from worker.planning.planner import plan_rule
-from worker.planning.rules import RuleSet
+from worker.planning.rules_model import RuleSet
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import hashlib
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from worker.planning.rules import DAYS, Delay, SendWindow
+from worker.planning.rules_model import DAYS, Delay, SendWindow
 
 
 def spread(delay: Delay, key: str) -> timedelta:
