@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from tests.conftest import SAMPLES, make_settings
 from tests.helpers import all_letters, ingest_doc, run_worker
 from tests.smtp_server import refusing_server, smtp_server
-from worker.admin import operations
+from worker.admin import find, operations
 from worker.cli.main import app
 from worker.clock import FixedClock
 from worker.models import AuditEntry, Letter, LetterStatus
@@ -51,7 +51,7 @@ ALL = ["failed", "unknown", "sent", "cancelled", "suppressed", "scheduled", "que
 def replay(runtime: Runtime, ids: list[int], **kw: Any) -> operations.Outcome:
     options = {"actor": "tester", "reason": None, "rate_per_second": 2.0} | kw
     return operations.replay(
-        runtime.session_factory, operations.LetterFilter(ids=ids), runtime.clock.now(), **options
+        runtime.session_factory, find.LetterFilter(ids=ids), runtime.clock.now(), **options
     )
 
 
@@ -259,7 +259,7 @@ def test_replay_after_an_smtp_outage_delivers_each_letter_once(
         up = outage(up_port)
         outcome = operations.replay(
             up.session_factory,
-            operations.LetterFilter(status="failed"),
+            find.LetterFilter(status="failed"),
             clock.now(),
             actor="tester",
             reason="relay back",
@@ -340,10 +340,10 @@ def test_the_enumerated_values_match_what_the_code_writes() -> None:
     from tests.conftest import ROOT
 
     statuses = set(LetterStatus)
-    assert set(operations.STATUSES) == statuses
+    assert set(find.STATUSES) == statuses
     mail = "".join(path.read_text() for path in (ROOT / "worker" / "delivery").glob("*.py"))
     raised = set(re.findall(r'SendError\(\s*[^,]+,\s*"([a-z-]+)"', mail))
-    assert raised and raised | {"render"} == set(operations.ERROR_CLASSES)
+    assert raised and raised | {"render"} == set(find.ERROR_CLASSES)
 
 
 def test_a_typo_in_an_option_lists_the_valid_values(

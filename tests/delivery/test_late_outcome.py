@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from tests.conftest import SAMPLES
 from tests.helpers import ingest_doc
-from worker.admin import operations
+from worker.admin import find, operations
 from worker.clock import FixedClock
 from worker.delivery.send import send_letter
 from worker.delivery.senders import SendError
@@ -85,7 +85,7 @@ def test_a_late_250_makes_the_letter_sent_once_and_a_forced_replay_is_refused(
 
     replayed = operations.replay(
         runtime.session_factory,
-        operations.LetterFilter(ids=[letter_id]),
+        find.LetterFilter(ids=[letter_id]),
         clock.now(),
         actor="ops",
         reason="was it sent?",
@@ -107,7 +107,7 @@ def test_a_late_250_reports_nothing_when_the_letter_has_moved_on(
 
     def admin_acts() -> None:
         factory, now = runtime.session_factory, clock.now()
-        flt = operations.LetterFilter(ids=[letter_id])
+        flt = find.LetterFilter(ids=[letter_id])
         kw: dict[str, Any] = {"actor": "ops", "reason": "unknown"}
         assert operations.replay(factory, flt, now, rate_per_second=1, force=True, **kw).done
         assert operations.cancel(factory, [letter_id], now, **kw).done

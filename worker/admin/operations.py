@@ -1,4 +1,4 @@
-"""Admin operations: find letters, replay, cancel, send now, and the numbers.
+"""Admin operations on letters: replay, cancel, send now, each audited.
 
 Plain functions used by both `thankly letters …` and the `/admin` API, so the rules,
 refusals and audit log are the same whichever way an admin works.
@@ -14,15 +14,15 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, exists, func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker.admin.find import LetterFilter, find_letters
 from worker.models import (
     PENDING_LETTER_STATUSES,
-    Attempt,
     AuditEntry,
     Event,
     Letter,
@@ -30,28 +30,6 @@ from worker.models import (
 )
 from worker.planning.rules_model import SendWindow
 from worker.planning.timing import next_opening
-
-# Spelt out as Literals so the admin API answers a typo with 422 and the valid values;
-# tests keep them equal to LetterStatus and to the classes the senders raise.
-StatusName = Literal[
-    "scheduled", "queued", "sending", "sent", "failed", "unknown", "cancelled", "suppressed"
-]
-ErrorClass = Literal[
-    "connect",
-    "ehlo",
-    "auth",
-    "mail",
-    "rcpt",
-    "data",
-    "data-end",
-    "after-data",
-    "outbox",
-    "render",
-    "wire-check",
-]
-STATUSES: tuple[str, ...] = get_args(StatusName)
-ERROR_CLASSES: tuple[str, ...] = get_args(ErrorClass)
-_Q = TypeVar("_Q", bound=Select[Any])  # a query the filter narrows
 
 REPLAYABLE = (LetterStatus.FAILED,)
 REFUSAL: dict[str, str] = {
@@ -63,75 +41,6 @@ REFUSAL: dict[str, str] = {
     LetterStatus.SENDING: "being sent right now",
     LetterStatus.UNKNOWN: "outcome unknown: the recipient may already have it (use --force)",
 }
-
-
-@dataclass
-class LetterFilter:
-    ids: list[int] = field(default_factory=list)
-    status: str | None = None
-    letter: str | None = None
-    contact: str | None = None
-    since: datetime | None = None  # on the letter's last change (a failure, a send, …)
-    until: datetime | None = None
-    error_class: str | None = None  # any attempt of the letter failed with this class
-    limit: int | None = None
-    offset: int = 0
-    newest_first: bool = False  # lists show the newest; replays pace the oldest first
-
-    def query(self) -> Select[Letter]:
-        q = self._where(select(Letter))
-        q = q.order_by(Letter.id.desc() if self.newest_first else Letter.id).offset(self.offset)
-        return q.limit(self.limit) if self.limit else q
-
-    def count(self) -> Select[int]:
-        """How many letters match, ignoring the page."""
-        return self._where(select(func.count()).select_from(Letter))
-
-    def _where(self, q: _Q) -> _Q:
-        if self.ids:
-            q = q.where(Letter.id.in_(self.ids))
-        if self.status:
-            q = q.where(Letter.status == self.status)
-        if self.letter:
-            q = q.where(Letter.letter == self.letter)
-        if self.contact:
-            q = q.where(Letter.contact_email == self.contact.strip().lower())
-        if self.since:
-            q = q.where(Letter.updated_at >= self.since)
-        if self.until:
-            q = q.where(Letter.updated_at < self.until)
-        if self.error_class:
-            q = q.where(
-                exists().where(
-                    Attempt.letter_id == Letter.id, Attempt.error_class == self.error_class
-                )
-            )
-        return q
-
-
-def find_letters(factory: sessionmaker[Session], flt: LetterFilter) -> list[Letter]:
-    with factory() as session:
-        return list(session.scalars(flt.query()))
-
-
-def count_letters(factory: sessionmaker[Session], flt: LetterFilter) -> int:
-    with factory() as session:
-        return session.scalar(flt.count()) or 0
-
-
-def summary(letter: Letter) -> dict[str, Any]:
-    return {
-        "id": letter.id,
-        "status": letter.status,
-        "letter": letter.letter,
-        "locale": letter.locale,
-        "contact": letter.contact_email,
-        "due_at": letter.due_at.isoformat(),
-        "updated_at": letter.updated_at.isoformat(),
-        "attempts": letter.attempt_count,
-        "last_error": letter.last_error,
-        "subject": (letter.rendered or {}).get("subject"),
-    }
 
 
 @dataclass
@@ -323,27 +232,3 @@ def _missing(outcome: Outcome, ids: list[int]) -> None:
     for letter_id in ids:
         if letter_id not in outcome.done and letter_id not in outcome.refused:
             outcome.refused[letter_id] = "no such letter"
-
-
-def audit_log(
-    factory: sessionmaker[Session], letter_id: int | None = None, email: str | None = None
-) -> list[dict[str, Any]]:
-    """Audit entries, oldest first; about one letter, or one address (suppressions)."""
-    with factory() as session:
-        q = select(AuditEntry).order_by(AuditEntry.id)
-        if letter_id is not None:
-            q = q.where(AuditEntry.letter_id == letter_id)
-        if email is not None:
-            q = q.where(AuditEntry.email == email.strip().lower())
-        return [
-            {
-                "at": e.at.isoformat(),
-                "actor": e.actor,
-                "action": e.action,
-                "letter_id": e.letter_id,
-                "email": e.email,
-                "reason": e.reason,
-                "details": e.details,
-            }
-            for e in session.scalars(q)
-        ]

@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from worker.admin.operations import LetterFilter, Outcome, find_letters
+from worker.admin.find import LetterFilter, find_letters
+from worker.admin.operations import Outcome
 from worker.cli.common import (
     cli_actor,
     err,
@@ -77,7 +78,8 @@ def replay_letters(
     """Send failed letters again: same letter, same Message-ID, paced."""
     from rich.progress import Progress
 
-    from worker.admin.operations import replay, summary
+    from worker.admin.find import summary
+    from worker.admin.operations import replay
     from worker.clock import SystemClock
 
     if not ids and not status:

@@ -10,7 +10,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from worker.admin.operations import ERROR_CLASSES, STATUSES, LetterFilter, find_letters
+from worker.admin.find import ERROR_CLASSES, STATUSES, LetterFilter, find_letters
 from worker.cli.common import (
     choice,
     fail,
@@ -156,7 +156,7 @@ def list_letters(
     as_json: JsonOpt = False,
 ) -> None:
     """Letters matching the filters, newest first, a page at a time."""
-    from worker.admin.operations import count_letters, summary
+    from worker.admin.find import count_letters, summary
 
     if limit < 1 or page < 1:
         fail("--limit and --page start at 1", 2)

@@ -15,7 +15,8 @@ from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Query
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
 from worker import suppressions
-from worker.admin import operations
+from worker.admin import find, operations
+from worker.admin.audit import audit_log
 from worker.admin.stats import stats as letter_stats
 from worker.admin.timeline import letter_timeline
 from worker.http.client_address import client_address
@@ -89,17 +90,17 @@ class Selection(BaseModel):
     """Which letters: ids, or a filter (status is then required)."""
 
     ids: Ids = Field(default_factory=list)
-    status: operations.StatusName | None = None
+    status: find.StatusName | None = None
     letter: Text | None = None
     since: Moment | None = None
     until: Moment | None = None
-    error_class: operations.ErrorClass | None = None
+    error_class: find.ErrorClass | None = None
     reason: Text | None = Field(default=None, max_length=2000)
 
-    def to_filter(self) -> operations.LetterFilter:
+    def to_filter(self) -> find.LetterFilter:
         if not self.ids and not self.status:
             raise HTTPException(422, "give ids, or a filter with status (e.g. failed)")
-        return operations.LetterFilter(
+        return find.LetterFilter(
             ids=self.ids,
             status=self.status,
             letter=self.letter,
@@ -128,18 +129,18 @@ class SendNowRequest(IdsRequest):
 def list_letters(
     request: Request,
     actor: Actor,
-    status: operations.StatusName | None = None,
+    status: find.StatusName | None = None,
     letter: Text | None = None,
     contact: Text | None = None,
     since: Moment | None = None,
     until: Moment | None = None,
-    error_class: operations.ErrorClass | None = None,
+    error_class: find.ErrorClass | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> dict[str, Any]:
     """Newest first, as `thankly letters list`; a typo in status or error_class is a 422
     that lists the valid values."""
-    flt = operations.LetterFilter(
+    flt = find.LetterFilter(
         status=status,
         letter=letter,
         contact=contact,
@@ -151,8 +152,8 @@ def list_letters(
         newest_first=True,
     )
     factory = _runtime(request).session_factory
-    rows = [operations.summary(x) for x in operations.find_letters(factory, flt)]
-    total = operations.count_letters(factory, flt)
+    rows = [find.summary(x) for x in find.find_letters(factory, flt)]
+    total = find.count_letters(factory, flt)
     pages = max(1, -(-total // limit))
     return {"letters": rows, "page": page, "pages": pages, "total": total, "more": page < pages}
 
@@ -223,7 +224,7 @@ def audit(
     letter_id: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
     email: Text | None = None,
 ) -> dict[str, Any]:
-    return {"entries": operations.audit_log(_runtime(request).session_factory, letter_id, email)}
+    return {"entries": audit_log(_runtime(request).session_factory, letter_id, email)}
 
 
 # --- suppressions: who gets no letters (worker/suppressions.py) --------------------------
