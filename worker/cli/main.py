@@ -19,7 +19,8 @@ from worker.cli import letter_actions  # noqa: F401 - registers replay, cancel, 
 from worker.cli.common import choice, err, fail, out
 from worker.cli.common import settings_or_exit as _settings
 from worker.cli.crm import crm_app
-from worker.cli.events import event_app, events_app
+from worker.cli.event_send import event_app
+from worker.cli.events import events_app
 from worker.cli.letters import letters_app
 from worker.cli.preview import preview, templates_app
 from worker.cli.rules import rules_app
