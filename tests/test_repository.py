@@ -304,3 +304,9 @@ def test_every_module_the_architecture_notes_name_exists() -> None:
     concrete = {path for path in named if "<" not in path}
     assert concrete, "the pattern no longer finds the paths the notes name"
     assert sorted(path for path in concrete if not (ROOT / path).exists()) == []
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/architecture.md", "docs/events.md"])
+def test_every_module_a_document_names_exists(document: str) -> None:
+    named = set(re.findall(r"(?:worker|tasks)/[\w/]+\.py", (ROOT / document).read_text()))
+    assert sorted(path for path in named if not (ROOT / path).is_file()) == []
