@@ -6,11 +6,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -113,3 +115,18 @@ def run_worker(
         done += run_enqueued(runtime, due)
         clock.set(clock.now() + step)
     return done
+
+
+@contextmanager
+def recorded_statements(runtime: Runtime) -> Iterator[list[str]]:
+    """Every SQL statement the runtime's engine runs inside the block, in order."""
+    seen: list[str] = []
+
+    def keep(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    sa_event.listen(runtime.engine, "before_cursor_execute", keep)
+    try:
+        yield seen
+    finally:
+        sa_event.remove(runtime.engine, "before_cursor_execute", keep)

@@ -4,16 +4,14 @@ lookup compares the indexed column itself (no `lower()` that an index cannot ser
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 from alembic import command
-from sqlalchemy import create_engine, event, insert, select, text
+from sqlalchemy import create_engine, insert, select, text
 
 from tests.conftest import NOW, SAMPLES
-from tests.helpers import ingest_doc
+from tests.helpers import ingest_doc, recorded_statements
 from worker import suppressions
 from worker.admin.event_log import EventFilter, list_events
 from worker.clock import FixedClock
@@ -26,20 +24,6 @@ def _deal(email: str) -> dict[str, Any]:
     doc: dict[str, Any] = json.loads((SAMPLES / "deal_closed.en.json").read_text())
     doc["data"]["contact"]["email"] = email
     return doc
-
-
-@contextmanager
-def statements(runtime: Runtime) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def keep(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(runtime.engine, "before_cursor_execute", keep)
-    try:
-        yield seen
-    finally:
-        event.remove(runtime.engine, "before_cursor_execute", keep)
 
 
 def test_an_address_in_any_case_is_one_contact(runtime: Runtime, clock: FixedClock) -> None:
@@ -57,7 +41,7 @@ def test_an_address_in_any_case_is_one_contact(runtime: Runtime, clock: FixedClo
 def test_no_lookup_by_address_wraps_the_column_in_lower(
     runtime: Runtime, clock: FixedClock
 ) -> None:
-    with statements(runtime) as seen:
+    with recorded_statements(runtime) as seen:
         ingest_doc(runtime, _deal("Olga@Example.org"), "evt_1")
         lost = json.loads((SAMPLES / "deal_lost.json").read_text())
         lost["data"]["contact"] = {"email": "OLGA@example.org"}

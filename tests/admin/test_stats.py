@@ -4,34 +4,18 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, event, insert, update
+from sqlalchemy import delete, insert, update
 
 from tests.admin.test_admin import FEEDBACK, letters_in
 from tests.conftest import NOW
-from tests.helpers import ingest_doc
+from tests.helpers import ingest_doc, recorded_statements
 from worker.admin.stats import stats, stats_rows
 from worker.clock import FixedClock
 from worker.models import Click, CrmActivity, Letter, Open
 from worker.runtime import Runtime
-
-
-@contextmanager
-def counted_statements(runtime: Runtime) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(runtime.engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(runtime.engine, "before_cursor_execute", count)
 
 
 def test_stats(runtime: Runtime, clock: FixedClock) -> None:
@@ -185,7 +169,7 @@ def test_a_hundred_thousand_letters_in_a_bounded_number_of_queries(runtime: Runt
                 session.execute(insert(table), rows[start : start + 10_000])
         session.execute(insert(CrmActivity), unsubscribes)
 
-    with counted_statements(runtime) as statements:
+    with recorded_statements(runtime) as statements:
         got = stats_rows(runtime.session_factory, since=cut)
     assert len(statements) <= 6  # grouped queries, however many letters there are
 
