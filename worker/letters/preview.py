@@ -23,7 +23,7 @@ from worker.letters.catalogue import Catalogue, normalise_locale
 from worker.letters.compose import compose, render
 from worker.letters.render import Rendered, Renderer
 from worker.models import Event, Letter
-from worker.planning.planner import contact_timezone
+from worker.planning.plan import contact_timezone
 from worker.planning.rules import RulesError, RulesStore
 from worker.planning.rules_model import Defaults, RuleSet
 from worker.settings import Settings

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from worker.events import CANCEL_EVENT_TYPES, GenericEvent
 from worker.letters.catalogue import Catalogue
-from worker.planning.planner import PlannedLetter, contact_timezone, plan
+from worker.planning.plan import PlannedLetter, contact_timezone, plan
 from worker.planning.rules_model import RuleSet
 
 

@@ -1,8 +1,7 @@
-"""From a canonical event to letters.
+"""From a canonical event to letters in the database.
 
-`plan` is pure (rules and an event → when and in which language, or why not) and is what
-`thankly rules explain` shows. `Planner` applies an event inside the ingest transaction:
-it schedules letters, cancels them (cancel_on events), or suppresses an address, and
+What the rules would do is `plan.py` (pure). `Planner` applies an event inside the ingest
+transaction: it schedules letters, cancels them (cancel_on events), or suppresses an address, and
 records on the event what each rule decided and why (`thankly events show`), logging every
 "no letter" with its reason so an operator never has to guess.
 """
@@ -11,24 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select, text, update
 from sqlalchemy.orm import Session
 
 from worker.delivery.message_ids import new_message_id
 from worker.events import CANCEL_EVENT_TYPES, LETTER_EVENT_TYPES, GenericEvent
-from worker.letters.catalogue import Catalogue
 from worker.logs import mask_email
 from worker.models import PENDING_LETTER_STATUSES, Event, Letter, LetterStatus
-from worker.planning.conditions import first_failure
 from worker.planning.durations import format_duration
+from worker.planning.plan import plan
 from worker.planning.rules import RulesStore
 from worker.planning.rules_model import Rule, RuleSet
-from worker.planning.timing import due_time
 from worker.suppressions import suppress, suppression_reason
 
 log = logging.getLogger(__name__)
@@ -41,20 +36,6 @@ COUNTED = (
     LetterStatus.SENT,
     LetterStatus.UNKNOWN,
 )
-
-
-@dataclass(frozen=True)
-class PlannedLetter:
-    rule: str
-    letter: str
-    locale: str | None = None
-    timezone: str | None = None
-    due_at: datetime | None = None
-    reason: str | None = None  # None: the rule matched and a letter is due at due_at
-
-    @property
-    def matched(self) -> bool:
-        return self.reason is None
 
 
 class Outcome:
@@ -73,74 +54,6 @@ def decision(
     rule: str | None, outcome: str, reason: str | None, letter_id: int | None = None
 ) -> dict[str, Any]:
     return {"rule": rule, "outcome": outcome, "reason": reason, "letter_id": letter_id}
-
-
-def contact_timezone(event: GenericEvent, rules: RuleSet) -> str:
-    contact = event.data.contact
-    return contact.timezone if contact and contact.timezone else rules.defaults.timezone
-
-
-def spread_key(event: GenericEvent, rule: Rule) -> str:
-    """What the delay spread depends on: the event's own identity (not the webhook id,
-    which `rules explain` cannot know), so explain and ingest agree to the second."""
-    data = event.data
-    subject = (data.deal.id if data.deal else None) or (data.feedback.id if data.feedback else None)
-    return "|".join(
-        [
-            event.contact_email or "",
-            event.type,
-            event.timestamp.isoformat(),
-            subject or "",
-            rule.name,
-        ]
-    )
-
-
-def _age(delta: timedelta) -> str:
-    """`20d`, `5h`: how old an event is, to the unit that matters."""
-    if delta >= timedelta(days=1):
-        return f"{delta.days}d"
-    return f"{int(delta.total_seconds() // 3600)}h"
-
-
-def too_old(event: GenericEvent, rules: RuleSet, now: datetime) -> str | None:
-    """Why an event is too old for a letter (`defaults.max_event_age`), or None."""
-    age = now - event.timestamp
-    limit = rules.defaults.max_event_age
-    if age <= limit:
-        return None
-    return f"event is {_age(age)} old, over max_event_age {format_duration(limit)}"
-
-
-def plan_rule(
-    rule: Rule,
-    event: GenericEvent,
-    rules: RuleSet,
-    catalogue: Catalogue,
-    now: datetime | None = None,
-) -> PlannedLetter:
-    """What `rule` does with `event`. With `now`, an event older than max_event_age plans
-    nothing (without it, e.g. when rescheduling letters that exist, age does not matter)."""
-    old = too_old(event, rules, now) if now is not None else None
-    if old:
-        return PlannedLetter(rule.name, rule.letter, reason=old)
-    why = first_failure(rule.when, event.model_dump(mode="json")["data"])
-    if why:
-        return PlannedLetter(rule.name, rule.letter, reason=f"condition not met: {why}")
-    contact = event.data.contact
-    wanted = contact.locale if contact else None
-    locale = catalogue.resolve_locale(rule.letter, wanted, rules.defaults.locale)
-    zone = contact_timezone(event, rules)
-    # Same contact + event + rule → same point in the delay window, on every evaluation.
-    key = spread_key(event, rule)
-    due = due_time(event.timestamp, rule.delay, key, rules.defaults.send_window, ZoneInfo(zone))
-    return PlannedLetter(rule.name, rule.letter, locale, zone, due)
-
-
-def plan(
-    event: GenericEvent, rules: RuleSet, catalogue: Catalogue, now: datetime | None = None
-) -> list[PlannedLetter]:
-    return [plan_rule(r, event, rules, catalogue, now) for r in rules.for_event(event.type)]
 
 
 def lock_contact(session: Session, email: str) -> None:

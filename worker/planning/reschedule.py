@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.events import validate_event
 from worker.letters.catalogue import Catalogue
 from worker.models import AuditEntry, Event, Letter, LetterStatus
-from worker.planning.planner import plan_rule
+from worker.planning.plan import plan_rule
 from worker.planning.rules_model import RuleSet
 
 
