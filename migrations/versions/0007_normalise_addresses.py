@@ -21,14 +21,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    for table, column in (
-        ("events", "contact_email"),
-        ("letters", "contact_email"),
-        ("audit_log", "email"),
-    ):
-        op.execute(
-            f"UPDATE {table} SET {column} = lower({column}) WHERE {column} <> lower({column})"
-        )  # noqa: S608 - fixed names
+    op.execute("UPDATE events SET contact_email = lower(contact_email)")
+    op.execute("UPDATE letters SET contact_email = lower(contact_email)")
+    op.execute("UPDATE audit_log SET email = lower(email) WHERE email IS NOT NULL")
     # Keep the earliest of rows that become equal, then lower-case the rest.
     op.execute(
         "DELETE FROM suppressions WHERE EXISTS (SELECT 1 FROM suppressions AS earlier "
