@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from worker.models import ActivityStatus, CrmActivity, Event, Letter
+from worker.models import ActivityStatus, CrmActivity, Letter
 
 KINDS = ("email.sent", "email.opened", "email.clicked", "email.failed", "contact.unsubscribed")
 
@@ -23,9 +22,6 @@ def letter_payload(
 ) -> dict[str, Any]:
     """DESIGN.md's envelope: type, timestamp, data {letter id, letter, Message-ID, contact,
     deal, details}."""
-    payload = session.scalars(select(Event.payload).where(Event.id == letter.event_id)).one()
-    data = payload.get("data") or {}
-    contact = data.get("contact") or {}
     return {
         "type": kind,
         "timestamp": _iso(at),
@@ -34,7 +30,7 @@ def letter_payload(
             "letter": letter.letter,
             "locale": letter.locale,
             "message_id": letter.message_id,
-            "contact": {"id": contact.get("id"), "email": letter.contact_email},
+            "contact": {"id": letter.contact_id, "email": letter.contact_email},
             "deal": {"id": letter.deal_id} if letter.deal_id else None,
             "details": details,
         },
