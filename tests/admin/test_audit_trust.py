@@ -139,12 +139,12 @@ def test_uvicorn_does_not_rewrite_the_peer_from_forwarded_for(
 
     import uvicorn
 
-    from worker.cli import main
+    from worker.cli import serve
 
     seen: list[uvicorn.Config] = []
     monkeypatch.setattr(uvicorn.Server, "run", lambda server, sockets: seen.append(server.config))
     with socket.socket() as sock:
-        main._serve(object(), sock, make_settings(tmp_path, "sqlite://"))
+        serve._serve(object(), sock, make_settings(tmp_path, "sqlite://"))
     assert seen and seen[0].proxy_headers is False
 
 

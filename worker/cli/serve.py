@@ -1,0 +1,282 @@
+"""`thankly run`, `api`, `worker` and `scheduler`: the long-running processes.
+
+Each binds or checks what it needs before saying it is up (a taken port, a broken rules
+file, a missing broker is one line and exit 2), then runs until told to stop.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from worker.cli import letter_actions  # noqa: F401 - registers replay, cancel, send-now
+from worker.cli.common import choice, err, fail, out
+from worker.cli.common import settings_or_exit as _settings
+from worker.settings import RUN_URL_FILE, Settings, redact_url
+
+if TYPE_CHECKING:
+    from worker.runtime import Runtime
+
+# Named, not __name__: under `python -m worker.cli.main` that would be `__main__`.
+log = logging.getLogger("worker.cli")
+
+HostOpt = Annotated[str, typer.Option("--host", help="Interface to listen on.")]
+PortOpt = Annotated[int, typer.Option("--port", help="TCP port.")]
+
+
+def _setup_logging(settings: Settings) -> None:
+    from worker.logs import setup_logging
+
+    setup_logging(settings.log_level, settings.log_format)
+
+
+def _listen(host: str, port: int, command: str) -> socket.socket:
+    """Bind before anything claims the port is ours; a taken port is one line, exit 2."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            fail(
+                f"port {port} is in use: stop the other process or use "
+                f"thankly {command} --port {port + 1}",
+                2,
+            )
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 2)
+
+
+def _serve(application: Any, sock: socket.socket, settings: Settings, **options: Any) -> None:
+    """uvicorn on an already bound socket, logging through Thankly's handler; its access
+    log (a line per request, pixels included) only when debugging."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        application,
+        log_config=None,
+        access_log=settings.log_level == "DEBUG",
+        # uvicorn would believe X-Forwarded-For from 127.0.0.1 (or FORWARDED_ALLOW_IPS);
+        # THANKLY_TRUSTED_PROXIES alone decides (worker/http/client_address.py).
+        proxy_headers=False,
+        **options,
+    )
+    # uvicorn says where it listens only for sockets it bound itself.
+    host, port = sock.getsockname()[:2]
+    log.info("serving HTTP on http://%s:%d", f"[{host}]" if ":" in host else host, port)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _link_host(host: str) -> str:
+    """Where a browser on this machine reaches a server listening on `host`."""
+    if host in ("0.0.0.0", ""):  # noqa: S104 - compared, not bound
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _activate_first() -> str | None:
+    """`source .venv/bin/activate` when `thankly` is not on PATH yet (as after `make run`),
+    so the banner spells the CLI as the README does: `thankly …`, never `.venv/bin/thankly`."""
+    # Not resolved: a venv's python is a symlink to the system one.
+    scripts = os.path.dirname(os.path.abspath(sys.executable))
+    found = shutil.which("thankly")
+    activate = os.path.join(scripts, "activate")
+    if (found and os.path.dirname(os.path.abspath(found)) == scripts) or not os.path.exists(
+        activate
+    ):
+        return None
+    here = Path.cwd()
+    inside = Path(activate).is_relative_to(here)
+    return f"source {Path(activate).relative_to(here) if inside else activate}"
+
+
+def _runtime(settings: Settings) -> Runtime:
+    """The process runtime, or one clear line when its configuration cannot work."""
+    from worker.crm.adapters import CrmNotConfigured
+    from worker.runtime import build_runtime
+
+    try:
+        return build_runtime(settings)
+    except CrmNotConfigured as exc:
+        fail(str(exc), 2)
+
+
+def _require_rules(runtime: Runtime) -> None:
+    """Processes that plan letters refuse to start on a broken rules file."""
+    from worker.planning.rules import RulesError
+
+    try:
+        rules = runtime.rules.get()
+    except RulesError as exc:
+        for line in exc.lines():
+            err.print(line)
+        fail(f"{len(exc.problems)} problem(s) in the rules file; fix them and start again", 2)
+    log.info("%d rules loaded from %s", len(rules.rules), rules.source)
+
+
+def _require_broker(settings: Settings, what: str) -> None:
+    if settings.broker_url is None:
+        fail(
+            f"THANKLY_BROKER_URL is not set: `thankly {what}` needs Redis "
+            "(the in-process broker exists only inside `thankly run`)",
+            2,
+        )
+
+
+def run(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
+    """API + worker + scheduler in one process, on embedded defaults (try-out mode)."""
+    from worker.http.app import create_app
+    from worker.migrate import upgrade
+    from worker.runtime import set_runtime
+    from worker.scheduling.embedded import celery_worker_thread, scheduler_thread
+    from worker.secrets_store import secret_key, webhook_secrets_generated
+
+    settings = _settings()
+    _setup_logging(settings)
+    sock = _listen(host, port, "run")
+    url = f"http://{_link_host(host)}:{port}"
+    run_url_file = settings.var_dir / RUN_URL_FILE
+    if not os.environ.get("THANKLY_PUBLIC_URL", "").strip():
+        # Links in letters and `thankly event send` follow --host/--port.
+        settings = settings.model_copy(update={"public_url": url})
+    secrets, generated = webhook_secrets_generated(settings, create=True)
+    secret_key(settings, create=True)
+    database = redact_url(settings.effective_database_url)
+    log.info("%s", upgrade(settings.effective_database_url).describe(database))
+    runtime = _runtime(settings)
+    _require_rules(runtime)
+    set_runtime(runtime)
+    from worker.celery_app import app as celery
+
+    send_hint = "thankly event send --type deal.closed --email anna@example.org"
+    if url != settings.public_url:
+        send_hint += f" --url {url}/webhooks/generic"
+    activate = _activate_first()
+    if activate:
+        send_hint = f"{activate}\n  {send_hint}"
+    # Shown once, when generated, so a CRM can be configured; afterwards only where it is
+    # kept: a terminal log or a shared screen is no place to repeat a secret.
+    secret_line = (
+        f"{secrets[0]}  (generated, kept in {settings.var_dir / 'webhook_secret'})"
+        if generated
+        else "from THANKLY_WEBHOOK_SECRETS"
+        if settings.webhook_secrets
+        else f"kept in {settings.var_dir / 'webhook_secret'}"
+    )
+    broker = redact_url(settings.broker_url) if settings.broker_url else "in-process"
+    letters = (
+        redact_url(settings.smtp_url) if settings.smtp_url else f"{settings.outbox_dir}/ (.eml)"
+    )
+    with celery_worker_thread(celery), scheduler_thread(runtime):
+        run_url_file.write_text(url + "\n")
+        out.print(
+            f"\n[bold]Thankly is running at {url}[/]\n"
+            f"  database        {database}\n"
+            f"  broker          {broker}\n"
+            f"  letters         {letters}\n"
+            f"  links           {settings.public_url}\n"
+            f"  webhook secret  {secret_line}\n\n"
+            f"Post a sample event from another terminal, in this folder:\n  {send_hint}\n",
+            highlight=False,
+            soft_wrap=True,
+        )
+        # uvicorn re-raises SIGTERM once it has shut down; as an exit rather than the
+        # default kill, the threads stop cleanly and the stale address is removed.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        try:
+            _serve(create_app(runtime), sock, settings)
+        finally:
+            run_url_file.unlink(missing_ok=True)
+
+
+def api(host: HostOpt = "0.0.0.0", port: PortOpt = 8000) -> None:  # noqa: S104 - a server
+    """The HTTP API alone (production; needs THANKLY_BROKER_URL)."""
+    from worker.http.app import create_app
+    from worker.runtime import set_runtime
+    from worker.secrets_store import MissingSecretError
+
+    settings = _settings()
+    _require_broker(settings, "api")
+    _setup_logging(settings)
+    runtime = _runtime(settings)
+    set_runtime(runtime)
+    try:
+        application = create_app(runtime)
+    except MissingSecretError as exc:
+        fail(str(exc), 2)
+    _serve(application, _listen(host, port, "api"), settings)
+
+
+# The Celery pools that fit Thankly's tasks (gevent/eventlet would need extra packages).
+POOLS = ("prefork", "threads", "solo")
+
+
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Parallel tasks.")] = 4,
+    pool: Annotated[str, typer.Option(help="Celery pool: prefork, threads, solo.")] = "prefork",
+) -> None:
+    """The Celery worker alone (production; needs THANKLY_BROKER_URL)."""
+    from worker.celery_app import run_worker
+    from worker.runtime import set_runtime
+
+    choice(pool, POOLS, "--pool")
+    settings = _settings()
+    _require_broker(settings, "worker")
+    _setup_logging(settings)
+    runtime = _runtime(settings)
+    _require_rules(runtime)
+    from worker.secrets_store import MissingSecretError
+
+    try:
+        runtime.delivery()  # signing unsubscribe and tracking links needs the secret key
+    except MissingSecretError as exc:
+        fail(str(exc), 2)
+    set_runtime(runtime)
+    status = run_worker(
+        [
+            "worker",
+            f"--concurrency={concurrency}",
+            f"--pool={pool}",
+            "--without-gossip",
+            f"--loglevel={settings.log_level.upper()}",
+        ]
+    )
+    if status:
+        # A supervisor restarts a worker that fails; a 0 here would leave sending stopped.
+        log.error(
+            "the Celery worker stopped with exit status %s (the reason is logged above); "
+            "exiting with it so that a supervisor restarts the worker",
+            status,
+        )
+        raise typer.Exit(status)
+
+
+def scheduler() -> None:
+    """The scheduler loop alone: enqueues what is due, re-enqueues what was lost."""
+    from worker.runtime import set_runtime
+    from worker.scheduling.tick import run_forever
+
+    settings = _settings()
+    _require_broker(settings, "scheduler")
+    _setup_logging(settings)
+    runtime = _runtime(settings)
+    set_runtime(runtime)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    log.info("scheduler started")
+    run_forever(runtime, stop)
