@@ -224,7 +224,7 @@ def free_port() -> int:
 @pytest.fixture
 def smtp_runtimes(tmp_path: Path, db_url: str, clock: FixedClock) -> Iterator[Any]:
     """Builds runtimes that send to a local SMTP port: `build(port, userinfo="", **settings)`."""
-    from worker.delivery.senders import SmtpConfig, SmtpSender
+    from worker.delivery.smtp import SmtpConfig, SmtpSender
 
     made: list[Runtime] = []
 

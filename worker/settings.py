@@ -227,7 +227,7 @@ class Settings(BaseSettings):
     @classmethod
     def _smtp_url(cls, value: str | None) -> str | None:
         if value is not None:
-            from worker.delivery.senders import SmtpConfig
+            from worker.delivery.smtp import SmtpConfig
 
             SmtpConfig.from_url(value)
         return value

@@ -21,7 +21,8 @@ from tests.helpers import count_rows, event_doc, ingest_doc, signed
 from tests.smtp_server import smtp_server
 from worker.clock import FixedClock
 from worker.delivery.send import send_letter
-from worker.delivery.senders import EmlSender, SendError, SmtpConfig, SmtpSender
+from worker.delivery.senders import EmlSender, SendError
+from worker.delivery.smtp import SmtpConfig, SmtpSender
 from worker.delivery.wire_check import unsafe_reason
 from worker.letters.message import ENCODED_WORD_BREAK
 from worker.models import Attempt, Letter, LetterStatus
@@ -214,7 +215,7 @@ def test_the_wire_check_refuses_unsafe_bytes(data: bytes, stuffed: bool, why: st
 
 
 def test_the_wire_check_passes_a_real_letter_both_ways() -> None:
-    from worker.delivery.senders import _dot_stuff
+    from worker.delivery.smtp import _dot_stuff
 
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = "a@shop.example", "b@x.example", "Hi"

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.smtp_server import server_tls_context, smtp_server
-from worker.delivery.senders import SendError, SmtpConfig, SmtpSender
+from worker.delivery.senders import SendError
+from worker.delivery.smtp import SmtpConfig, SmtpSender
 from worker.letters.message import build_message
 from worker.letters.render import Rendered
 
