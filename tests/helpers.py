@@ -130,3 +130,12 @@ def recorded_statements(runtime: Runtime) -> Iterator[list[str]]:
         yield seen
     finally:
         sa_event.remove(runtime.engine, "before_cursor_execute", keep)
+
+
+def in_monday_opening(due: datetime, zone: str = "Europe/Berlin") -> bool:
+    """Due in the shipped rules' opening spread: Monday 2026-11-23, 09:00 to 11:00 local
+    (config/rules.yaml spreads letters moved to an opening over `spread: 2h`)."""
+    from zoneinfo import ZoneInfo
+
+    opening = datetime(2026, 11, 23, 9, 0, tzinfo=ZoneInfo(zone))
+    return opening <= due <= opening + timedelta(hours=2)

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from sqlalchemy import select, update
 
 from tests.conftest import RULES_FILE, TEMPLATES, make_settings
-from tests.helpers import ingest_doc
+from tests.helpers import in_monday_opening, ingest_doc
 from tests.http.test_admin_api import FEEDBACK, TOKEN, failed_letter
 from worker.cli.common import cli_actor
 from worker.clock import FixedClock
@@ -166,7 +166,8 @@ def test_reschedule_is_audited_and_the_planned_time_stays_visible(
     monkeypatch.setenv("THANKLY_RULES_FILE", str(rules))
     monkeypatch.setenv("THANKLY_TEMPLATES_DIR", str(TEMPLATES))
     [letter] = ingest_doc(runtime, FEEDBACK, "evt_resched")
-    planned = "2026-11-23T08:00:00Z"
+    assert in_monday_opening(letter.due_at)
+    planned = letter.due_at.isoformat().replace("+00:00", "Z")
     rules.write_text(rules.read_text().replace("delay: 24h}", "delay: 72h}", 1))
     os.utime(rules, ns=(rules.stat().st_mtime_ns + 10**9,) * 2)
 
@@ -176,7 +177,7 @@ def test_reschedule_is_audited_and_the_planned_time_stays_visible(
         [entry] = session.scalars(select(AuditEntry).where(AuditEntry.letter_id == letter.id))
     assert (entry.action, entry.actor) == ("reschedule", cli_actor())
     assert entry.details == {
-        "old_due_at": "2026-11-23T08:00:00+00:00",
+        "old_due_at": letter.due_at.isoformat(),
         "due_at": "2026-11-23T15:30:00+00:00",
     }
     story, text = _show(cli, letter.id)
@@ -189,10 +190,11 @@ def test_reschedule_is_audited_and_the_planned_time_stays_visible(
 
 def test_send_now_keeps_the_planned_time_visible(runtime: Runtime, cli: Any) -> None:
     [letter] = ingest_doc(runtime, FEEDBACK, "evt_now")
+    planned_at = letter.due_at.isoformat().replace("+00:00", "Z")
     assert cli("letters", "send-now", str(letter.id), "--ignore-window").exit_code == 0
     story, text = _show(cli, letter.id)
-    assert story["planned_at"] == "2026-11-23T08:00:00Z"
+    assert story["planned_at"] == planned_at
     assert story["due_at"] != story["planned_at"]
     [planned] = [e for e in story["timeline"] if e["what"] == "planned"]
-    assert planned["detail"].endswith("due 2026-11-23T08:00:00Z")
-    assert "planned for 2026-11-23T08:00:00Z; due" in text
+    assert planned["detail"].endswith(f"due {planned_at}")
+    assert f"planned for {planned_at}; due" in text

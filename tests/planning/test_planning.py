@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from tests.conftest import SAMPLES, make_settings
-from tests.helpers import all_letters, ingest_doc
+from tests.helpers import all_letters, in_monday_opening, ingest_doc
 from worker.clock import FixedClock
 from worker.events import LETTER_EVENT_TYPES, validate_event
 from worker.letters.catalogue import Catalogue
@@ -220,9 +220,10 @@ def test_a_contact_without_a_time_zone_gets_the_default_one(runtime: Runtime) ->
     del doc["data"]["contact"]["timezone"]
     doc["timestamp"] = "2026-11-17T06:00:00Z"  # Tue 07:00 Berlin (the default) +24h = 07:00
     [letter] = ingest_doc(runtime, doc, "evt_1")
-    assert letter.due_at.astimezone(ZoneInfo("Europe/Berlin")).isoformat() == (
-        "2026-11-18T09:00:00+01:00"  # moved to the window's opening
-    )
+    # Moved to the window's opening in Berlin, spread over the two hours after it.
+    local = letter.due_at.astimezone(ZoneInfo("Europe/Berlin"))
+    assert local.date().isoformat() == "2026-11-18" and local.utcoffset() == timedelta(hours=1)
+    assert (9, 0) <= (local.hour, local.minute) <= (11, 0)
 
 
 # --- what each rule decided, and the log saying why no letter ---------------------------
@@ -427,3 +428,18 @@ def test_a_letter_suppressed_at_send_time_logs_the_reason_not_the_address(
         "(…@example.org)"
     ) in caplog.messages
     assert "anna.ivanova@example.org" not in caplog.text
+
+
+def test_a_friday_batch_is_spread_over_mondays_opening_not_sent_in_one_minute(
+    runtime: Runtime,
+) -> None:
+    """The shipped rules spread letters that land at the window's opening (`spread: 2h`)."""
+    dues = []
+    for n in range(30):
+        doc = copy.deepcopy(DE_FEEDBACK)
+        doc["data"]["contact"]["email"] = f"kunde{n}@example.de"
+        doc["timestamp"] = "2026-11-20T15:30:00Z"  # Friday afternoon + 24h: Saturday
+        [letter] = ingest_doc(runtime, doc, f"evt_batch_{n}")
+        dues.append(letter.due_at)
+    assert all(in_monday_opening(due) for due in dues)
+    assert len(set(dues)) >= 25  # not one shared minute

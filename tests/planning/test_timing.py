@@ -117,3 +117,39 @@ def test_an_opening_is_always_inside_the_window_and_not_earlier(at: datetime) ->
     assert local_due.weekday() < 5
     assert (9, 0) <= (local_due.hour, local_due.minute) < (18, 0)
     assert due - at < timedelta(days=3, hours=16)  # never skips an opening
+
+
+# --- no Monday 09:00 wall: letters moved to an opening are spread after it ---------------
+
+SPREAD_OFFICE = OFFICE.model_copy(update={"spread": timedelta(hours=2)})
+FRIDAY_IMPORT = local("2026-11-20T17:00")  # + 24-72 h lands on the weekend or Monday
+
+
+def test_a_friday_import_no_longer_goes_out_in_one_minute_on_monday() -> None:
+    keys = [f"c{n}@example.org|deal.closed" for n in range(1000)]
+    walled = [due_time(FRIDAY_IMPORT, WINDOW, k, OFFICE, BERLIN) for k in keys]
+    spread_out = [due_time(FRIDAY_IMPORT, WINDOW, k, SPREAD_OFFICE, BERLIN) for k in keys]
+    monday_nine = local("2026-11-23T09:00")
+    at_the_wall = [i for i, due in enumerate(walled) if due == monday_nine]
+    assert len(at_the_wall) > 500  # without a spread, most of the batch shares one instant
+    moved = [spread_out[i] for i in at_the_wall]
+    assert all(monday_nine <= due <= monday_nine + timedelta(hours=2) for due in moved)
+    assert len({due.replace(second=0) for due in moved}) > 100  # spread over the minutes
+    # Letters that were due inside the window keep their time.
+    inside = [i for i, due in enumerate(walled) if due != monday_nine and due.hour != 9]
+    assert inside and all(spread_out[i] == walled[i] for i in inside)
+
+
+def test_the_opening_spread_is_the_same_on_every_evaluation() -> None:
+    key = "anna@example.org|deal.closed|d-1|deal-closed-thanks"
+    first = due_time(FRIDAY_IMPORT, WINDOW, key, SPREAD_OFFICE, BERLIN)
+    assert all(
+        due_time(FRIDAY_IMPORT, WINDOW, key, SPREAD_OFFICE, BERLIN) == first for _ in range(5)
+    )
+
+
+def test_a_spread_as_long_as_the_window_is_refused() -> None:
+    with pytest.raises(ValueError, match="spread must be shorter than the window"):
+        SendWindow.model_validate(
+            {"days": ["mon"], "start": "09:00", "end": "11:00", "spread": "2h"}
+        )

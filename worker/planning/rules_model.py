@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from datetime import time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -76,11 +76,20 @@ class SendWindow(_Strict):
     days: Annotated[list[Day], Field(min_length=1)]
     start: ClockTime
     end: ClockTime
+    # Letters moved to the window's opening are spread over this much time after it, so a
+    # weekend's batch does not all go out at Monday 09:00 sharp. 0s: no spread.
+    spread: Duration = timedelta(0)
 
     @model_validator(mode="after")
     def _ordered(self) -> SendWindow:
         if self.end <= self.start:
             raise ValueError("end must be later than start (windows across midnight: split them)")
+        length = datetime.combine(date.min, self.end) - datetime.combine(date.min, self.start)
+        if self.spread >= length:
+            raise ValueError(
+                f"spread must be shorter than the window ({format_duration(length)}), so every "
+                "spread letter still goes out inside it"
+            )
         return self
 
 

@@ -13,15 +13,20 @@ from zoneinfo import ZoneInfo
 from worker.planning.rules_model import DAYS, Delay, SendWindow
 
 
+def _point(key: str, span: timedelta) -> timedelta:
+    """A point in [0, span] that depends only on `key`: the same on every evaluation."""
+    seconds = int(span.total_seconds())
+    digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+    return timedelta(seconds=digest % (seconds + 1))
+
+
 def spread(delay: Delay, key: str) -> timedelta:
     """A point inside the delay window that depends only on `key` (contact + event + rule),
     so every evaluation of the same event gives the same time, and a batch of events from
     one import does not go out in the same minute."""
     if delay.fixed:
         return delay.min
-    span = int((delay.max - delay.min).total_seconds())
-    digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
-    return delay.min + timedelta(seconds=digest % (span + 1))
+    return delay.min + _point(key, delay.max - delay.min)
 
 
 def _local(day: date, at: time, zone: ZoneInfo) -> datetime:
@@ -59,4 +64,11 @@ def due_time(
 ) -> datetime:
     # UTC first: Python adds a timedelta to a zoneinfo datetime in wall-clock time, which
     # would make "48h" 47 or 49 elapsed hours across a DST change.
-    return next_opening(occurred_at.astimezone(UTC) + spread(delay, key), window, zone)
+    wanted = occurred_at.astimezone(UTC) + spread(delay, key)
+    due = next_opening(wanted, window, zone)
+    if window is None or due == wanted or not window.spread:
+        return due
+    # Moved to the window's opening: without a spread every letter that fell outside the
+    # window would go out at the same minute. A different key than the delay's, so the two
+    # points do not move together. The window validator keeps it before the window closes.
+    return due + _point(f"{key}|window", window.spread)
