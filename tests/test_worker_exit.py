@@ -52,6 +52,7 @@ def start_worker(tmp_path: Path, broker_url: str) -> tuple[subprocess.Popen[str]
         "THANKLY_VAR_DIR": str(tmp_path / "var"),
         "THANKLY_BROKER_URL": broker_url,
         "THANKLY_SECRET_KEY": "s" * 40,
+        "THANKLY_MAIL_FROM": "Shop <thanks@shop.example>",
         "THANKLY_RULES_FILE": str(RULES_FILE),
         "THANKLY_TEMPLATES_DIR": str(TEMPLATES),
     }

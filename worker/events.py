@@ -102,6 +102,9 @@ class Contact(_Part):
     last_name: Name | None = None
     locale: Locale | None = None
     timezone: TimeZone | None = None
+    # How the letter addresses them (German "Frau"/"Herr", Polish "Pani"/"Pan", or
+    # female/male); without it letters use a neutral greeting.
+    salutation: Annotated[str, Field(max_length=40)] | None = None
 
 
 class Deal(_Part):
@@ -128,12 +131,19 @@ class Referral(_Part):
     referred_company: Name | None = None
 
 
+CustomKey = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+CustomValue = Annotated[str, Field(max_length=1000)] | int | float | bool | None
+
+
 class EventData(_Part):
     contact: Contact | None = None
     deal: Deal | None = None
     owner: Owner | None = None
     feedback: Feedback | None = None
     referral: Referral | None = None
+    # The CRM's own fields, passed to letters as `custom` (plain values only: a letter
+    # prints them, rules may test them as `custom.<key>`).
+    custom: Annotated[dict[CustomKey, CustomValue], Field(max_length=50)] | None = None
 
 
 class GenericEvent(BaseModel):

@@ -21,6 +21,7 @@ from worker.delivery.send import Delivery
 from worker.delivery.senders import Sender, make_sender
 from worker.intake import sources
 from worker.intake.sources import Source
+from worker.letters.brand import BrandStore
 from worker.letters.render import Renderer
 from worker.planning.planner import Planner
 from worker.planning.rules import RulesStore
@@ -40,6 +41,7 @@ class Runtime:
     planner: Planner
     sender: Sender
     crm: CrmAdapter
+    brand: BrandStore
     # How in-task retries wait between tries; tests pass one that does not block.
     sleep: Callable[[float], None] = time.sleep
     _delivery: Delivery | None = field(default=None, repr=False)
@@ -64,7 +66,8 @@ class Runtime:
                 sender=self.sender,
                 settings=self.settings,
                 secret_key=secret_key(self.settings),
-                default_timezone=lambda: self.rules.get().defaults.timezone,
+                rules=self.rules.get,
+                brand=self.brand.get,
                 sleep=self.sleep,
             )
         return self._delivery
@@ -95,6 +98,7 @@ def build_runtime(
         planner=Planner(rules, message_id_domain(settings.mail_from)),
         sender=sender or make_sender(settings.smtp_url, settings.outbox_dir),
         crm=crm or make_crm(settings),
+        brand=BrandStore(settings.brand_file),
         sleep=sleep,
     )
 

@@ -10,7 +10,7 @@ import base64
 import binascii
 import difflib
 from collections.abc import Mapping
-from email.utils import getaddresses
+from email.utils import getaddresses, parseaddr
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any, Literal
@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     rules_file: Path = Path("config/rules.yaml")
     templates_dir: Path = Path("templates")
+    # Who "we" are in letters (worker/letters/brand.py); THANKLY_BRAND_* override it.
+    brand_file: Path = Path("config/brand.yaml")
     crm: CrmKind = "log"
     crm_url: str | None = None
     crm_secret: SecretStr | None = None
@@ -181,6 +183,27 @@ class Settings(BaseSettings):
                         f"{item.strip()!r} is not an address or network such as 10.0.0.0/8"
                     ) from None
         return value
+
+    @property
+    def embedded(self) -> bool:
+        """The try-out mode: in-process broker and letters written to var/outbox/."""
+        return self.broker_url is None and self.smtp_url is None
+
+    def mail_from_problem(self) -> str | None:
+        """Letters that really leave must come from a real address: the placeholder
+        default is only for the embedded mode, where they go to var/outbox/."""
+        address = parseaddr(self.mail_from)[1]
+        if "@" not in address:
+            return (
+                f"THANKLY_MAIL_FROM {self.mail_from!r} has no address, e.g. Team <team@example.com>"
+            )
+        if self.embedded or not address.lower().endswith("@localhost"):
+            return None
+        return (
+            f"THANKLY_MAIL_FROM is {address}: set it to the address letters come from, "
+            "e.g. THANKLY_MAIL_FROM='Nordlicht <thanks@nordlicht.example>' "
+            "(the localhost default is only for the embedded mode)"
+        )
 
     @property
     def trusted_proxy_networks(self) -> list[IPv4Network | IPv6Network]:

@@ -287,10 +287,25 @@ def test_a_demo_letter_opened_in_a_browser_reaches_the_crm_once(tmp_path: Path) 
 
 
 def test_the_worker_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
-    env = thankly_env(tmp_path) | {"THANKLY_BROKER_URL": "redis://127.0.0.1:6379/11"}
+    env = thankly_env(tmp_path) | {
+        "THANKLY_BROKER_URL": "redis://127.0.0.1:6379/11",
+        "THANKLY_MAIL_FROM": "Shop <thanks@shop.example>",
+    }
     result = run_thankly("worker", env=env)
     assert result.returncode == 2
     assert "THANKLY_SECRET_KEY is not set" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["worker", "api", "scheduler"])
+def test_production_processes_refuse_the_placeholder_sender(tmp_path: Path, command: str) -> None:
+    """Letters that really leave need a real From; the localhost default is for try-outs."""
+    env = thankly_env(tmp_path) | {
+        "THANKLY_BROKER_URL": "redis://127.0.0.1:6379/11",
+        "THANKLY_SECRET_KEY": "s" * 40,
+    }
+    result = run_thankly(command, env=env)
+    assert result.returncode == 2
+    assert "THANKLY_MAIL_FROM is thankly@localhost" in result.stderr
 
 
 def test_a_taken_port_is_one_line_and_no_banner(tmp_path: Path) -> None:

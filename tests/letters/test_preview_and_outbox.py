@@ -60,7 +60,7 @@ def test_preview_eml_is_a_complete_message() -> None:
 def test_preview_falls_back_and_says_so() -> None:
     code, out, err = preview("deal_closed", "--locale", "fr-CA")
     assert code == 0 and "no deal_closed in 'fr-CA'; showing 'en'" in err
-    assert out.startswith("Subject: Anna, thank you for your trust")
+    assert out.startswith("Subject: Anna, thank you for your order")
 
 
 @pytest.mark.parametrize(

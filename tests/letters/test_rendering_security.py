@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import SAMPLES, TEMPLATES
 from tests.helpers import write_letter
+from worker.letters.context import LetterSetup
 from worker.letters.message import build_message
 from worker.letters.render import Renderer, build_context, one_line, safe_url
 
@@ -34,13 +35,17 @@ CORPUS = [
 ]
 
 
-def letter_for(name: str, **extra: Any) -> tuple[Any, EmailMessage]:
+def letter_for(name: str, next_step_url: str | None = None) -> tuple[Any, EmailMessage]:
     doc = copy.deepcopy(DEAL)
     doc["data"]["contact"]["first_name"] = name
     doc["data"]["deal"]["title"] = name
     doc["data"]["owner"]["name"] = name
     context = build_context(
-        doc, "en", "Europe/Berlin", unsubscribe_url="https://t.example/u/x", **extra
+        doc,
+        "en",
+        "Europe/Berlin",
+        setup=LetterSetup(next_step_url=next_step_url),
+        unsubscribe_url="https://t.example/u/x",
     )
     rendered = RENDERER.render("deal_closed", "en", context)
     message = build_message(
@@ -49,8 +54,9 @@ def letter_for(name: str, **extra: Any) -> tuple[Any, EmailMessage]:
         to="anna@example.org",
         message_id="<m1@shop.example>",
         date=datetime(2026, 11, 23, 9, tzinfo=UTC),
-        owner_name=name,
-        owner_email="ivan@seller.example",
+        sender_name=name,
+        reply_to="ivan@seller.example",
+        reply_name=name,
         unsubscribe_url="https://t.example/u/x",
     )
     return rendered, message

@@ -210,7 +210,12 @@ def test_every_sample_is_explained_sensibly(path: Any) -> None:
     assert result["locale"] == contact.locale.split("-")[0]
     due = datetime.fromisoformat(result["due_at"].replace("Z", "+00:00"))
     assert result["due_at"].endswith("Z")
-    assert due - event.timestamp >= timedelta(hours=24)
+    if result["rule"] == "feedback-complaint":
+        # A complaint is answered the same day, in working hours (16:10 in London: today).
+        assert result["letter"] == "feedback_negative"
+        assert timedelta(0) <= due - event.timestamp < timedelta(hours=18)
+    else:
+        assert due - event.timestamp >= timedelta(hours=24)
     local = due.astimezone(ZoneInfo(result["timezone"]))
     assert local.weekday() < 5 and 9 <= local.hour < 18
 
@@ -304,10 +309,10 @@ def test_the_frequency_cap_names_the_letter_it_protects(
     again["timestamp"] = "2026-11-21T09:00:00Z"
     with caplog.at_level(logging.INFO, logger="worker.planning.planner"):
         [second] = ingest_doc(runtime, again, "evt_2")
-    [decided] = decisions_of(runtime, "evt_2") or []
+    [decided] = [d for d in decisions_of(runtime, "evt_2") or [] if d["rule"] == "feedback-thanks"]
     assert decided["outcome"] == "suppressed" and decided["letter_id"] == second.id
     assert f"(letter #{first.id}, due {first.due_at:%Y-%m-%d %H:%M} UTC" in decided["reason"]
-    [line] = [m for m in caplog.messages if m.startswith("no letter:")]
+    [line] = [m for m in caplog.messages if m.startswith("no letter: feedback-thanks")]
     assert line.startswith("no letter: feedback-thanks: suppressed: frequency cap: at most 1")
 
 

@@ -44,16 +44,23 @@ def test_shipped_rules_are_valid() -> None:
     rules = load_rules(RULES_FILE, CATALOGUE)
     assert [r.name for r in rules.rules] == [
         "deal-closed-thanks",
+        "feedback-complaint",
         "feedback-thanks",
         "referral-thanks",
     ]
     deal = rules.rules[0]
     assert deal.on == "deal.closed"  # YAML 1.1 would have read the key `on` as True
     assert str(deal.delay) == "24h to 72h"
+    complaint = rules.rules[1]
+    assert (complaint.letter, complaint.cap_exempt, str(complaint.delay)) == (
+        "feedback_negative",
+        True,
+        "0s",
+    )
 
 
 def test_the_catalogue_has_every_letter_in_every_shipped_locale() -> None:
-    for letter in ("deal_closed", "feedback_logged", "referral_made"):
+    for letter in ("deal_closed", "feedback_logged", "feedback_negative", "referral_made"):
         assert CATALOGUE.letters[letter] == {"en", "ru", "de", "pl"}
 
 

@@ -26,6 +26,7 @@ from worker.clock import FixedClock
 from worker.delivery.send import send_letter
 from worker.delivery.senders import MemorySender
 from worker.http.app import create_app
+from worker.letters.context import LetterSetup
 from worker.letters.render import Renderer, build_context
 from worker.queue import RecordingDispatcher
 from worker.runtime import Runtime, build_runtime
@@ -131,10 +132,10 @@ def test_feedback_text_that_looks_like_a_link_never_becomes_one(
 def test_a_first_name_with_an_open_href_does_not_swallow_the_letter(
     booking: Runtime, clock: FixedClock
 ) -> None:
-    html = send(booking, clock, feedback(first_name='href="https://x'))
+    html = send(booking, clock, feedback(first_name='Href="https://x'))
     page = Page(html)
-    assert 'Dear href="https://x,' in page.all_text
-    assert "Thank you for taking the time to tell us how things are going." in page.all_text
+    assert 'Dear Href="https://x,' in page.all_text
+    assert "Thank you for taking the time to tell us how things are going" in page.all_text
     assert "Kind regards, Sarah Mitchell" in page.all_text
     hrefs = [href for href, _ in page.anchors]
     assert len(hrefs) == 2 and hrefs[1].startswith(f"{PUBLIC}/u/")  # button, unsubscribe
@@ -144,7 +145,7 @@ def test_a_first_name_with_an_open_href_does_not_swallow_the_letter(
 @sqlite_only
 def test_the_next_step_button_is_tracked_and_redirects(booking: Runtime, clock: FixedClock) -> None:
     html = send(booking, clock, feedback())
-    [button] = [href for href, text in Page(html).anchors if text.startswith("Pick a time")]
+    [button] = [href for href, text in Page(html).anchors if text.startswith("Book a time")]
     assert button.startswith(f"{PUBLIC}/t/c/")
     with TestClient(create_app(booking), follow_redirects=False) as client:
         response = client.get(button.removeprefix(PUBLIC))
@@ -156,7 +157,9 @@ def test_the_next_step_button_is_tracked_and_redirects(booking: Runtime, clock: 
 def render_custom(tmp_path: Path, body_html: str, doc: dict[str, Any]) -> str:
     """A one-off letter rendered and instrumented as sending does."""
     write_letter(tmp_path, "custom", "Thanks", html=body_html)
-    context = build_context(doc, "en", "UTC", next_step_url=NEXT_STEP, unsubscribe_url=UNSUBSCRIBE)
+    context = build_context(
+        doc, "en", "UTC", setup=LetterSetup(next_step_url=NEXT_STEP), unsubscribe_url=UNSUBSCRIBE
+    )
     rendered = Renderer(tmp_path).render("custom", "en", context)
     return instrument_html(rendered.html, 7, SECRET_KEY, PUBLIC, keep=UNSUBSCRIBE)
 
@@ -172,11 +175,11 @@ def test_only_urls_the_template_wrote_are_tracked(tmp_path: Path) -> None:
         '<a href="https://docs.example/{{ contact.first_name }}">Half</a>'
         '<a href="{{ unsubscribe_url }}">Unsubscribe</a>'
     )
-    doc = feedback(first_name="anna", text="https://evil.example/login")
+    doc = feedback(first_name="Anna", text="https://evil.example/login")
     html = render_custom(tmp_path, body, doc)
     assert tracked_targets(html) == ["https://docs.example/start?a=1&b=2", NEXT_STEP]
     hrefs = [href for href, _ in Page(html).anchors]
-    assert hrefs[2:] == ["https://evil.example/login", "https://docs.example/anna", UNSUBSCRIBE]
+    assert hrefs[2:] == ["https://evil.example/login", "https://docs.example/Anna", UNSUBSCRIBE]
 
 
 def test_a_template_link_inside_text_or_comments_is_not_an_anchor(tmp_path: Path) -> None:
@@ -206,11 +209,13 @@ def test_no_crm_text_ever_changes_the_tracked_links_or_the_letter(
     unsubscribe link direct, and all of its own text."""
     renderer = Renderer(TEMPLATES)
     doc = feedback(first_name=first_name, text=text)
-    context = build_context(doc, "en", "UTC", next_step_url=NEXT_STEP, unsubscribe_url=UNSUBSCRIBE)
+    context = build_context(
+        doc, "en", "UTC", setup=LetterSetup(next_step_url=NEXT_STEP), unsubscribe_url=UNSUBSCRIBE
+    )
     rendered = renderer.render("feedback_logged", "en", context)
     html = instrument_html(rendered.html, 7, SECRET_KEY, PUBLIC, keep=UNSUBSCRIBE)
     page = Page(html)
     assert tracked_targets(html) == [NEXT_STEP]
     assert [href for href, _ in page.anchors][1:] == [UNSUBSCRIBE]
-    assert "Every comment is read by the people who build and run the service" in page.all_text
+    assert "We read every piece of feedback ourselves" in page.all_text
     assert "Kind regards, Sarah Mitchell" in page.all_text

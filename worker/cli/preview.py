@@ -139,11 +139,23 @@ def letter_preview(letter_id: int, fmt: str) -> None:
 def templates_report(settings: Settings, default_timezone: str | None = None) -> bool:
     """Print every template problem and a summary; True when there are none.
     `default_timezone`: for contacts without one [default: the rules in force]."""
+    from worker.letters.brand import BrandError, BrandStore
     from worker.letters.preview import rules_or_defaults
     from worker.letters.template_check import check_templates
 
-    zone = default_timezone or rules_or_defaults(settings)[0].defaults.timezone
-    report = check_templates(settings.templates_dir, default_timezone=zone)
+    rules = rules_or_defaults(settings)[0]
+    try:
+        brand = BrandStore(settings.brand_file).get()
+    except BrandError as exc:
+        err.print(f"error: {exc}", markup=False)
+        return False
+    report = check_templates(
+        settings.templates_dir,
+        default_timezone=default_timezone,
+        rules=rules,
+        brand=brand,
+        settings=settings,
+    )
     if not report.letters:
         # "no problems" with nothing checked would hide a wrong THANKLY_TEMPLATES_DIR.
         err.print(

@@ -107,12 +107,18 @@ def _activate_first() -> str | None:
 def _runtime(settings: Settings) -> Runtime:
     """The process runtime, or one clear line when its configuration cannot work."""
     from worker.crm.adapters import CrmNotConfigured
+    from worker.letters.brand import BrandError
     from worker.runtime import build_runtime
 
+    problem = settings.mail_from_problem()
+    if problem:
+        fail(problem, 2)
     try:
-        return build_runtime(settings)
-    except CrmNotConfigured as exc:
+        runtime = build_runtime(settings)
+        runtime.brand.get()  # a brand file that does not validate stops the start
+    except (CrmNotConfigured, BrandError) as exc:
         fail(str(exc), 2)
+    return runtime
 
 
 def _require_rules(runtime: Runtime) -> None:

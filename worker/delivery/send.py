@@ -32,10 +32,12 @@ from worker.clock import Clock
 from worker.crm.activities import record
 from worker.delivery.senders import Sender, SendError
 from worker.events import GenericEvent
-from worker.letters.compose import Tracking, compose, render
+from worker.letters.brand import Brand
+from worker.letters.compose import Tracking, compose, letter_setup, render
 from worker.letters.render import Rendered, Renderer, RenderError
 from worker.logs import mask_email
 from worker.models import Attempt, Event, Letter, LetterStatus
+from worker.planning.rules_model import RuleSet
 from worker.retry import backoff, call_with_retries
 from worker.settings import Settings
 from worker.suppressions import suppression_reason
@@ -68,7 +70,9 @@ class Delivery:
     sender: Sender
     settings: Settings
     secret_key: str
-    default_timezone: Callable[[], str]
+    # The rules and brand in force (both follow ops edits without a restart).
+    rules: Callable[[], RuleSet]
+    brand: Callable[[], Brand]
     sleep: Callable[[float], None] = time.sleep
 
 
@@ -86,14 +90,18 @@ def render_letter(d: Delivery, letter: Letter, event: GenericEvent) -> Rendered:
         # Renderings stored before the locale was kept: the letter row knows it.
         return stored if stored.locale else replace(stored, locale=letter.locale)
     contact = event.data.contact
+    rules = d.rules()
+    # The rule in force under the letter's rule name (its next step, follow-up, variant).
+    setup = letter_setup(d.settings, d.brand(), rules, rules.rule(letter.rule))
     return render(
         d.renderer,
-        d.settings,
+        setup,
         letter.letter,
         event,
         locale=letter.locale,
-        timezone=(contact.timezone if contact else None) or d.default_timezone(),
+        timezone=(contact.timezone if contact else None) or rules.defaults.timezone,
         unsubscribe_url=unsubscribe_url(d.settings, d.secret_key, letter.id),
+        now=d.clock.now(),
     )
 
 
@@ -105,6 +113,7 @@ def letter_message(
         rendered,
         event,
         d.settings,
+        d.brand(),
         to=letter.contact_email,
         message_id=letter.message_id,
         date=now,

@@ -50,8 +50,9 @@ def build_message(
     to: str,
     message_id: str,
     date: datetime,
-    owner_name: str | None = None,
-    owner_email: str | None = None,
+    sender_name: str | None = None,
+    reply_to: str | None = None,
+    reply_name: str | None = None,
     unsubscribe_url: str | None = None,
 ) -> EmailMessage:
     """Every header value passes through `header_text`: CRM data cannot add a header.
@@ -59,10 +60,11 @@ def build_message(
     default_name, from_email = parseaddr(mail_from)
     msg = EmailMessage()
     # The owner's name on our address: the letter is personal, the domain stays ours (SPF/DKIM).
-    msg["From"] = _address(owner_name or default_name, from_email)
+    msg["From"] = _address(sender_name or default_name, from_email)
     msg["To"] = _address(None, to)
-    if owner_email:
-        msg["Reply-To"] = _address(owner_name, owner_email)
+    # Replies reach a person: the owner, else the brand's reply address (else the From).
+    if reply_to and reply_to != from_email:
+        msg["Reply-To"] = _address(reply_name, reply_to)
     msg["Subject"] = header_text(rendered.subject)
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = message_id

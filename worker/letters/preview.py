@@ -19,8 +19,9 @@ from worker.clock import SystemClock
 from worker.delivery.message_ids import message_id_domain, new_message_id
 from worker.delivery.senders import MemorySender
 from worker.events import GenericEvent, validate_event
+from worker.letters.brand import BrandStore
 from worker.letters.catalogue import Catalogue, normalise_locale
-from worker.letters.compose import compose, render
+from worker.letters.compose import compose, letter_setup, render, rule_for
 from worker.letters.render import Rendered, Renderer
 from worker.models import Event, Letter
 from worker.planning.plan import contact_timezone
@@ -98,11 +99,15 @@ def example_event() -> GenericEvent:
 def preview(
     settings: Settings, renderer: Renderer, letter: str, event: GenericEvent, choice: Choice
 ) -> tuple[Rendered, EmailMessage]:
-    """An ad-hoc rendering: a made-up Message-ID and unsubscribe link, no tracking."""
+    """An ad-hoc rendering: a made-up Message-ID and unsubscribe link, no tracking; the
+    rule that would send this letter for this event gives its next step and follow-up.
+    Raises BrandError for a brand file that does not validate."""
     unsubscribe = f"{settings.public_url}/u/preview"
+    rules, _ = rules_or_defaults(settings)
+    brand = BrandStore(settings.brand_file).get()
     rendered = render(
         renderer,
-        settings,
+        letter_setup(settings, brand, rules, rule_for(rules, letter, event)),
         letter,
         event,
         locale=choice.locale,
@@ -113,6 +118,7 @@ def preview(
         rendered,
         event,
         settings,
+        brand,
         to=event.contact_email or "recipient@example.org",
         message_id=new_message_id(message_id_domain(settings.mail_from)),
         date=datetime.now(UTC),
@@ -149,7 +155,7 @@ def stored_letter(
             payload = session.scalars(
                 select(Event.payload).where(Event.id == letter.event_id)
             ).one()
-        rules = RulesStore(settings.rules_file, settings.templates_dir)
+        brand = BrandStore(settings.brand_file)
         delivery = Delivery(
             session_factory=factory,
             clock=SystemClock(),
@@ -157,7 +163,8 @@ def stored_letter(
             sender=MemorySender(),  # never called: only the building functions are used
             settings=settings,
             secret_key=secret_key(),
-            default_timezone=lambda: rules.get().defaults.timezone,
+            rules=lambda: rules_or_defaults(settings)[0],
+            brand=brand.get,
         )
         event = GenericEvent.model_validate(payload)
         rendered = render_letter(delivery, letter, event)

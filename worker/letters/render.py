@@ -12,21 +12,18 @@ from __future__ import annotations
 import html as html_lib
 import re
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import css_inline
-from babel.core import Locale, UnknownLocaleError
-from babel.dates import format_date
-from babel.numbers import format_currency, format_decimal
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from worker.planning.rules_model import CONDITION_PATHS
+from worker.letters.context import build_context, safe_url
+from worker.letters.wording import shorten_subject
 from worker.tracking.html_links import mark_links
+
+__all__ = ["MAX_SUBJECT", "RenderError", "Rendered", "Renderer", "build_context", "one_line"]
 
 MAX_SUBJECT = 60
 _INLINER = css_inline.CSSInliner(load_remote_stylesheets=False, keep_style_tags=False)
@@ -50,64 +47,9 @@ class Rendered:
     locale: str | None = None
 
 
-def _babel_locale(locale: str) -> Locale:
-    try:
-        return Locale.parse(locale.replace("-", "_"))
-    except (UnknownLocaleError, ValueError):
-        return Locale.parse("en")
-
-
-def format_amount(amount: Any, currency: str | None, locale: str) -> str | None:
-    if amount in (None, ""):
-        return None
-    try:
-        value = Decimal(str(amount))
-    except InvalidOperation:
-        return None
-    where = _babel_locale(locale)
-    if currency:
-        return str(format_currency(value, currency.upper(), locale=where))
-    return str(format_decimal(value, locale=where))
-
-
-def safe_url(url: str | None) -> str | None:
-    """Only absolute http(s) URLs ever go into a letter's links."""
-    if url and re.match(r"^https?://[^\s<>\"']+$", url, re.IGNORECASE):
-        return url
-    return None
-
-
 def one_line(text: str) -> str:
     """No CR, LF or other control characters: for headers and subjects."""
     return _SPACE.sub(" ", "".join(ch if ch.isprintable() else " " for ch in text)).strip()
-
-
-def build_context(
-    payload: dict[str, Any],
-    locale: str,
-    timezone: str,
-    *,
-    next_step_url: str | None = None,
-    unsubscribe_url: str | None = None,
-) -> dict[str, Any]:
-    """What a template sees (templates/README.md): every section with every key."""
-    data = payload.get("data") or {}
-    context: dict[str, Any] = {
-        section: {key: (data.get(section) or {}).get(key) for key in keys}
-        for section, keys in CONDITION_PATHS.items()
-    }
-    deal = context["deal"]
-    occurred = datetime.fromisoformat(str(payload["timestamp"]).replace("Z", "+00:00"))
-    context.update(
-        amount=format_amount(deal["amount"], deal["currency"], locale),
-        event_date=format_date(
-            occurred.astimezone(ZoneInfo(timezone)).date(), "long", locale=_babel_locale(locale)
-        ),
-        next_step_url=safe_url(next_step_url),
-        unsubscribe_url=safe_url(unsubscribe_url),
-        locale=locale,
-    )
-    return context
 
 
 class Renderer:
@@ -126,8 +68,7 @@ class Renderer:
     def render(self, letter: str, locale: str, context: dict[str, Any]) -> Rendered:
         base = f"{letter}/{locale}"
         try:
-            subject = one_line(self._text.get_template(f"{base}/subject.txt").render(context))
-            subject = _shorten(subject, MAX_SUBJECT)
+            subject = self._subject(base, context)
             text = self._text.get_template(f"{base}/body.txt").render(context)
             html = self._html.get_template(f"{base}/body.html").render(context, subject=subject)
             links = self._template_links(f"{base}/body.html")
@@ -137,9 +78,19 @@ class Renderer:
         text = _BLANK_RUNS.sub("\n\n", text).strip() + "\n"
         # Click tracking follows only links the template chose, marked here on the parsed
         # markup, before CSS inlining writes the text's quotes back out unescaped.
-        if context.get("next_step_url"):
-            links.add(context["next_step_url"])
+        step = context.get("next_step") or {}
+        links.update(u for u in (context.get("next_step_url"), step.get("url")) if u)
         return Rendered(subject, text, _INLINER.inline(mark_links(html, links)), locale)
+
+    def _subject(self, base: str, context: dict[str, Any]) -> str:
+        """The subject within MAX_SUBJECT: first without the deal number, then cut at a
+        word outside any parenthesis."""
+        template = self._text.get_template(f"{base}/subject.txt")
+        subject = one_line(template.render(context))
+        deal = context.get("deal")
+        if len(subject) > MAX_SUBJECT and isinstance(deal, dict) and deal.get("number"):
+            subject = one_line(template.render({**context, "deal": {**deal, "number": None}}))
+        return shorten_subject(subject, MAX_SUBJECT)
 
     def _template_links(self, name: str) -> set[str]:
         """The http(s) URLs written literally in `name`'s markup and the templates it
@@ -174,10 +125,3 @@ class Renderer:
                 found = f"{path.relative_to(self._root).as_posix()}:{tb.tb_lineno}"
             tb = tb.tb_next
         return found or fallback
-
-
-def _shorten(subject: str, limit: int) -> str:
-    if len(subject) <= limit:
-        return subject
-    cut = subject[: limit - 1].rsplit(" ", 1)[0]
-    return cut.rstrip(",;:-\u2013 ") + "\u2026"

@@ -3,8 +3,11 @@
 Stricter than sending: besides what would fail a letter (syntax errors, undefined
 variables), it reports what would make a letter look broken: a value printed as "None",
 a subject the renderer would have to cut, an empty body, `{{`/`}}` left in the text, and
-HTML whose tags do not match. Each problem is `file:line: message`, pointing at the
-template line to fix.
+HTML whose tags do not match. A letter rendered with an event its rules send it for is
+also held to what makes it one an owner would send: 120-250 words, one or two next
+steps, none of the phrases in FORBIDDEN (promises the business may not keep, and
+clichés), no empty punctuation where a value was left out. Each problem is
+`file:line: message`, pointing at the template line to fix.
 """
 
 from __future__ import annotations
@@ -19,9 +22,15 @@ from typing import Any
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from worker.events import InvalidEvent, parse_event_json
+from worker.events import InvalidEvent, parse_event_json, validate_event
+from worker.letters.brand import Brand, Person
 from worker.letters.catalogue import LETTER_FILES, Catalogue
+from worker.letters.compose import letter_setup, rule_for
+from worker.letters.context import LetterSetup
 from worker.letters.render import MAX_SUBJECT, build_context, one_line
+from worker.letters.wording import shorten_subject
+from worker.planning.rules_model import Defaults, RuleSet
+from worker.settings import Settings
 
 # The least a letter event carries (contact.email only): every optional paragraph off.
 MINIMAL_EVENT: dict[str, Any] = {
@@ -30,9 +39,51 @@ MINIMAL_EVENT: dict[str, Any] = {
     "data": {"contact": {"email": "sam@example.com"}},
 }
 MINIMAL_NAME = "the minimal event"
+MINIMAL_TYPES = ("deal.closed", "feedback.logged", "referral.made")
 # Templates branch on the booking link; both branches must render.
 NEXT_STEP_URLS = (None, "https://example.org/book")
 UNSUBSCRIBE_URL = "https://thankly.example/u/check"
+# A brand with everything set, besides the one in force: every optional line renders.
+FULL_BRAND = Brand(
+    company="Nordlicht Software GmbH",
+    sender_name="Nordlicht Software",
+    reply_to="hello@nordlicht.example",
+    address=["Hafenstraße 12", "20457 Hamburg"],
+    legal=["Amtsgericht Hamburg HRB 123456", "Geschäftsführerin: Jana Nord"],
+    signer=Person(name="Katrin Weber", role="Customer Success", phone="+49 40 123456"),
+    onboarding=Person(name="Jonas Berg", email="jonas@nordlicht.example"),
+    referral_reward={"*": "a voucher"},
+    logo_url="https://nordlicht.example/logo.png",
+)
+MIN_WORDS, MAX_WORDS = 120, 250
+
+# Promises the business may not keep, and clichés: never in a letter (lower case).
+FORBIDDEN = (
+    # promises only the business can make (they come from brand or rule settings)
+    "already with our onboarding team",
+    "free 30-minute onboarding call",
+    "most of our new customers come through",
+    "picking a new partner",
+    # clichés and empty phrases
+    "highest compliment",
+    "helping us get better",
+    "means the world",
+    "valued customer",
+    "do not hesitate",
+    "не разовая сделка",
+    "ценим каждого клиента",
+    "не стесняйтесь",
+    "das schönste kompliment",
+    "zögern sie nicht",
+    "jednorazową transakcję",
+    "nie wahaj się",
+    "najwyższy komplement",
+)
+# What a value left out leaves behind: empty quotes or brackets, a space before a comma.
+_ARTEFACTS = re.compile(
+    r"\b(?:None|null|undefined|nan)\b|\(\s*\)|\[\s*\]|\u00ab\s*\u00bb|\u201e\s*[\u201c\u201d]"
+    r"|\u201c\s*\u201d|\"\s*\"| [,.;:!?](?!\S)|,,|(?<!\.)\.\.(?!\.)"
+)
 
 _TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 _LEFTOVER = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}")
@@ -108,6 +159,19 @@ def _template_line(exc: BaseException, root: Path) -> tuple[str, int] | None:
     return found
 
 
+class _Links(HTMLParser):
+    """The href of every <a> in a document."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        href = dict(attrs).get("href")
+        if tag == "a" and href:
+            self.hrefs.append(href)
+
+
 class _TagBalance(HTMLParser):
     """Records the first end tag that closes nothing open, or a tag left open."""
 
@@ -164,19 +228,27 @@ class _Checker:
                 self.add(name, number, f"{leftover.group(0)!r} is not part of a tag")
         return True
 
-    def render(self, letter: str, locale: str, payload: dict[str, Any], event: str) -> None:
+    def render(
+        self,
+        letter: str,
+        locale: str,
+        payload: dict[str, Any],
+        event: str,
+        setups: list[LetterSetup],
+        strict: bool,
+    ) -> None:
         base = f"{letter}/{locale}"
         contact = payload["data"].get("contact") or {}
-        for url in NEXT_STEP_URLS:
+        for setup in setups:
             context = build_context(
                 payload,
                 locale,
                 contact.get("timezone") or self.timezone,
-                next_step_url=url,
+                setup=setup,
                 unsubscribe_url=UNSUBSCRIBE_URL,
             )
             try:
-                subject = one_line(self.text.get_template(f"{base}/subject.txt").render(context))
+                subject = self.subject(base, context)
                 text = self.text.get_template(f"{base}/body.txt").render(context)
                 html = self.html.get_template(f"{base}/body.html").render(context, subject=subject)
             except (TemplateError, _PrintsNone) as exc:
@@ -186,13 +258,25 @@ class _Checker:
                 self.add(*where, f"{kind}{message}", event)
                 return
             self.rendered(base, subject, text, html, event)
+            if strict:
+                self.reads_well(base, subject, text, html, event)
+
+    def subject(self, base: str, context: dict[str, Any]) -> str:
+        """As the renderer makes it: without the deal number when that is what fits."""
+        template = self.text.get_template(f"{base}/subject.txt")
+        subject = one_line(template.render(context))
+        deal = context["deal"]
+        if len(subject) > MAX_SUBJECT and deal.get("number"):
+            subject = one_line(template.render({**context, "deal": {**deal, "number": None}}))
+        return subject
 
     def rendered(self, base: str, subject: str, text: str, html: str, event: str) -> None:
         if len(subject) > MAX_SUBJECT:
             self.add(
                 f"{base}/subject.txt",
                 1,
-                f"subject over {MAX_SUBJECT} characters, so it is cut at a word",
+                f"subject over {MAX_SUBJECT} characters, so it is cut at a word "
+                f"({shorten_subject(subject, MAX_SUBJECT)!r})",
                 event,
             )
         if not subject:
@@ -202,6 +286,48 @@ class _Checker:
         if not re.sub(r"<[^>]*>|\s", "", html.split("<body", 1)[-1]):
             self.add(f"{base}/body.html", 1, "HTML body has no text", event)
         self.tags(base, html, event)
+
+    def reads_well(self, base: str, subject: str, text: str, html: str, event: str) -> None:
+        """What a letter sent for this event must be, besides not broken."""
+        words = len(text.split())
+        if not MIN_WORDS <= words <= MAX_WORDS:
+            self.add(
+                f"{base}/body.txt",
+                1,
+                f"{words} words (a letter has {MIN_WORDS}-{MAX_WORDS})",
+                event,
+            )
+        steps = _Links()
+        steps.feed(html)
+        steps.close()
+        links = [u for u in steps.hrefs if u != UNSUBSCRIBE_URL]
+        if not 1 <= len(links) <= 2:
+            self.add(
+                f"{base}/body.html",
+                1,
+                f"{len(links)} next steps (links besides unsubscribe); a letter offers 1 or 2",
+                event,
+            )
+        for name, part in ((f"{base}/subject.txt", subject), (f"{base}/body.txt", text)):
+            lowered = part.lower()
+            for phrase in FORBIDDEN:
+                if phrase in lowered:
+                    self.add(name, self.line_with(name, phrase), f"forbidden phrase {phrase!r}")
+            for line in part.splitlines():
+                artefact = _ARTEFACTS.search(line)
+                if artefact:
+                    self.add(
+                        name,
+                        1,
+                        f"a left-out value shows: {artefact.group(0)!r} in {line.strip()[:60]!r}",
+                        event,
+                    )
+
+    def line_with(self, name: str, phrase: str) -> int:
+        for number, line in enumerate(self.source_lines(name), start=1):
+            if phrase in line.lower():
+                return number
+        return 1
 
     def tags(self, base: str, html: str, event: str) -> None:
         parser = _TagBalance()
@@ -257,16 +383,48 @@ def _example_events(folder: Path) -> tuple[dict[str, dict[str, Any]], list[Probl
     return events, problems
 
 
+def _setups(
+    settings: Settings, rules: RuleSet, brand: Brand, letter: str, event: dict[str, Any]
+) -> tuple[list[LetterSetup], bool]:
+    """The setups to render `letter` with for `event`, and whether the event is one its
+    rules send it for (then the letter is held to the stricter checks). Rendered with the
+    brand in force and a full one, and with the booking link set and unset."""
+    parsed = validate_event(event)
+    rule = rule_for(rules, letter, parsed)
+    strict = any(r.letter == letter and r.on == parsed.type for r in rules.rules)
+    setups = []
+    for each in (brand, FULL_BRAND):
+        for url in NEXT_STEP_URLS:
+            base = letter_setup(
+                settings.model_copy(update={"next_step_url": url}), each, rules, rule
+            )
+            setups.append(base)
+    return setups, strict
+
+
 def check_templates(
-    templates_dir: Path, examples: Path | None = None, default_timezone: str = "UTC"
+    templates_dir: Path,
+    examples: Path | None = None,
+    default_timezone: str | None = None,
+    *,
+    rules: RuleSet | None = None,
+    brand: Brand | None = None,
+    settings: Settings | None = None,
 ) -> Report:
-    """Render every letter in every locale with every event (the example events and the
-    minimal one); `default_timezone` is the rules' default, for contacts without one."""
+    """Render every letter in every locale with every event (the example events and a
+    minimal one of each letter type), with the rules and brand in force (default: the
+    built-in defaults and no brand)."""
+    settings = settings or Settings(templates_dir=templates_dir)
+    rules = rules or RuleSet(Defaults(), (), settings.rules_file)
+    brand = brand or Brand()
+    timezone = default_timezone or rules.defaults.timezone
     examples = examples or examples_dir(templates_dir)
     events, event_problems = _example_events(examples)
-    events[MINIMAL_NAME] = parse_event_json(json.dumps(MINIMAL_EVENT)).model_dump(mode="json")
+    for kind in MINIMAL_TYPES:
+        minimal = {**MINIMAL_EVENT, "type": kind}
+        events[_minimal_name(kind)] = parse_event_json(json.dumps(minimal)).model_dump(mode="json")
     catalogue = Catalogue.scan(templates_dir)
-    checker = _Checker(templates_dir, default_timezone)
+    checker = _Checker(templates_dir, timezone)
     parses = {
         path.relative_to(checker.root).as_posix(): checker.static(
             path.relative_to(checker.root).as_posix()
@@ -282,7 +440,8 @@ def check_templates(
         if not all(parses.get(name, True) for name in [*names, "_base/layout.html"]):
             continue  # its syntax error is reported once, not per event
         for name, payload in events.items():
-            checker.render(letter, locale, payload, name)
+            setups, strict = _setups(settings, rules, brand, letter, payload)
+            checker.render(letter, locale, payload, name, setups, strict)
     return Report(
         letters=len(pairs),
         events=list(events),
@@ -290,3 +449,7 @@ def check_templates(
         examples_found=examples.is_dir(),
         problems=event_problems + checker.problems(list(events)),
     )
+
+
+def _minimal_name(kind: str) -> str:
+    return f"{MINIMAL_NAME} ({kind})"

@@ -5,9 +5,21 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from worker.planning.rules_model import Condition
+from worker.events import GenericEvent
+from worker.planning.rules_model import Condition, FeedbackScale
 
 _MISSING = object()
+
+
+def event_facts(event: GenericEvent, scale: FeedbackScale) -> dict[str, Any]:
+    """What conditions test: the event's data, plus `feedback.sentiment` read off the
+    rating on the rules' scale (so a rule says `{eq: negative}` whatever the CRM's scale)."""
+    data: dict[str, Any] = event.model_dump(mode="json")["data"]
+    if event.type == "feedback.logged" or data.get("feedback"):
+        feedback = dict(data.get("feedback") or {})
+        feedback["sentiment"] = scale.sentiment(feedback.get("rating"))
+        data["feedback"] = feedback
+    return data
 
 
 def lookup(data: dict[str, Any], path: str) -> Any:
@@ -51,9 +63,17 @@ def failure(condition: Condition, path: str, data: dict[str, Any]) -> str | None
         return f"{path} is {shown}, needs ne {condition.ne!r}"
     if "in_" in checks and not any(_equal(value, item) for item in condition.in_ or []):
         return f"{path} is {shown}, needs in {condition.in_!r}"
-    for op, bound in (("gte", condition.gte), ("lte", condition.lte)):
-        if op not in checks or bound is None:
+    for op, given in (("gte", condition.gte), ("lte", condition.lte)):
+        if op not in checks or given is None:
             continue
+        if isinstance(given, dict):  # one bound per currency: the deal's own
+            currency = str(lookup(data, "deal.currency") or "").upper()
+            if currency not in given:
+                known = ", ".join(sorted(given))
+                return f"deal.currency is {currency or 'missing'}, needs one of {known} for {op}"
+            bound = given[currency]
+        else:
+            bound = given
         number = _number(value)
         if number is None:
             return f"{path} is {shown}, not a number (needs {op} {bound})"

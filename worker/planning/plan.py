@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from worker.events import GenericEvent
 from worker.letters.catalogue import Catalogue
-from worker.planning.conditions import first_failure
+from worker.planning.conditions import event_facts, first_failure
 from worker.planning.durations import format_duration
 from worker.planning.rules_model import Rule, RuleSet
 from worker.planning.timing import due_time
@@ -81,7 +81,7 @@ def plan_rule(
     old = too_old(event, rules, now) if now is not None else None
     if old:
         return PlannedLetter(rule.name, rule.letter, reason=old)
-    why = first_failure(rule.when, event.model_dump(mode="json")["data"])
+    why = first_failure(rule.when, event_facts(event, rules.defaults.feedback_scale))
     if why:
         return PlannedLetter(rule.name, rule.letter, reason=f"condition not met: {why}")
     contact = event.data.contact

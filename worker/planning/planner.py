@@ -188,8 +188,10 @@ class Planner:
                 f"(event {canceller.external_id}, received before this one)"
             )
         cap = rules.defaults.frequency_cap
-        if cap is not None:
-            capped = self._cap_conflict(session, email, max(due_at, now), cap.per, now)
+        if cap is not None and not rule.cap_exempt:
+            capped = self._cap_conflict(
+                session, email, max(due_at, now), cap.per, now, rules.cap_exempt
+            )
             if len(capped) >= cap.max:
                 per = format_duration(cap.per)
                 other_id, when, verb = capped[0]
@@ -201,11 +203,17 @@ class Planner:
 
     @staticmethod
     def _cap_conflict(
-        session: Session, email: str, out: datetime, per: timedelta, now: datetime
+        session: Session,
+        email: str,
+        out: datetime,
+        per: timedelta,
+        now: datetime,
+        exempt: frozenset[str],
     ) -> list[tuple[int, datetime, str]]:
         """Letters to `email` that go (or went) out within `per` of `out`, earliest first,
         as (id, when, "due" or "sent"). Counted by when they go out, not when their events
-        happened: backdated events all fall due now."""
+        happened: backdated events all fall due now. Letters of cap-exempt rules (an
+        answer to a complaint) do not count."""
         since = out - per
         rows = session.execute(
             select(
@@ -213,6 +221,7 @@ class Planner:
             ).where(
                 Letter.contact_email == email,
                 Letter.status.in_(COUNTED),
+                Letter.rule.not_in(sorted(exempt)),
                 # A cheap superset; goes_out decides.
                 or_(
                     Letter.status.in_(PENDING_LETTER_STATUSES),

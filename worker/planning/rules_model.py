@@ -7,6 +7,7 @@ models are what the rest of Thankly works with once a file is valid.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from worker.events import CANCEL_EVENT_TYPES, LETTER_EVENT_TYPES, EventData
 from worker.planning.durations import format_duration, parse_duration
@@ -98,6 +99,30 @@ class FrequencyCap(_Strict):
     per: Duration
 
 
+class FeedbackScale(_Strict):
+    """How ratings are read: 0 to `max`, and `negative` or lower is a complaint (the
+    default 0-10 with 6 or lower follows the NPS convention; a 1-5 scale is {max: 5,
+    negative: 2})."""
+
+    max: Annotated[int, Field(ge=1, le=100)] = 10
+    negative: Annotated[int, Field(ge=0)] = 6
+
+    @model_validator(mode="after")
+    def _inside(self) -> FeedbackScale:
+        if self.negative >= self.max:
+            raise ValueError(f"negative must be below max ({self.max})")
+        return self
+
+    def sentiment(self, rating: object) -> str:
+        """`negative`, `positive` or `unrated`: what `feedback.sentiment` holds."""
+        if rating is None or isinstance(rating, bool):
+            return "unrated"
+        try:
+            return "negative" if Decimal(str(rating)) <= self.negative else "positive"
+        except InvalidOperation:
+            return "unrated"
+
+
 class Defaults(_Strict):
     timezone: TimeZoneName = "UTC"
     locale: str = "en"
@@ -106,6 +131,7 @@ class Defaults(_Strict):
     # A thank-you for something weeks old reads strangely, and a backfill of old CRM
     # records must not become a mailing: older letter events plan nothing.
     max_event_age: Duration = timedelta(days=14)
+    feedback_scale: FeedbackScale = FeedbackScale()
 
 
 @dataclass(frozen=True)
@@ -138,31 +164,40 @@ def _delay(value: object) -> Delay:
     return Delay(fixed, fixed)
 
 
+# Worked out from the event rather than sent in it (see `event_facts`).
+DERIVED_PATHS = {"feedback": ["sentiment"]}
+
+
 def _condition_paths() -> dict[str, list[str]]:
     """`section.field` names a condition may test, taken from the event schema itself."""
     paths: dict[str, list[str]] = {}
     for section, info in EventData.model_fields.items():
         # Each section is `Model | None`; the model's fields are the ones we know.
         model = next(a for a in getattr(info.annotation, "__args__", ()) if a is not type(None))
-        paths[section] = list(model.model_fields)
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            paths[section] = list(model.model_fields) + DERIVED_PATHS.get(section, [])
     return paths
 
 
 CONDITION_PATHS = _condition_paths()
+# `custom.<key>`: the CRM's own fields (`data.custom`), whatever their names.
+CUSTOM_PATH = re.compile(r"^custom\.[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
 def _path(value: object) -> str:
     text = str(value)
     section, _, field = text.partition(".")
     known = [f"{s}.{f}" for s, fields in CONDITION_PATHS.items() for f in fields]
-    if section in CONDITION_PATHS and field in CONDITION_PATHS[section]:
+    if (section in CONDITION_PATHS and field in CONDITION_PATHS[section]) or CUSTOM_PATH.match(
+        text
+    ):
         return text
     close = difflib.get_close_matches(text, known, n=1)
     hint = f"did you mean {close[0]}?" if close else "e.g. deal.amount or contact.locale"
     raise ValueError(f"unknown event field {text!r}: {hint}")
 
 
-def _number(value: object) -> Decimal:
+def _one_number(value: object) -> Decimal:
     try:
         if isinstance(value, bool):
             raise InvalidOperation
@@ -171,13 +206,31 @@ def _number(value: object) -> Decimal:
         raise ValueError(f"{value!r} is not a number") from None
 
 
+def _number(value: object) -> Decimal | dict[str, Decimal]:
+    """A bound: a number, or one per currency (`{EUR: 1000, PLN: 4000}`), since 100 means
+    something else in every currency a deal may carry."""
+    if isinstance(value, dict):
+        if not value:
+            raise ValueError("a bound per currency names at least one, e.g. {EUR: 1000}")
+        bounds = {}
+        for code, bound in value.items():
+            if not re.fullmatch(r"[A-Za-z]{3}", str(code)):
+                raise ValueError(f"{code!r} is not a currency code such as EUR or PLN")
+            bounds[str(code).upper()] = _one_number(bound)
+        return bounds
+    return _one_number(value)
+
+
+Bound = Annotated[Decimal | dict[str, Decimal], BeforeValidator(_number)]
+
+
 class Condition(_Strict):
     """`{gte: 100}`; several operators on one field must all hold."""
 
     eq: Any = None
     ne: Any = None
-    gte: Annotated[Decimal, BeforeValidator(_number)] | None = None
-    lte: Annotated[Decimal, BeforeValidator(_number)] | None = None
+    gte: Bound | None = None
+    lte: Bound | None = None
     in_: list[Any] | None = Field(default=None, alias="in")
     exists: bool | None = None
 
@@ -205,13 +258,83 @@ def _conditions(value: object) -> dict[str, Condition]:
     return {_path(k): Condition.model_validate(v) for k, v in value.items()}
 
 
+def _conditions_checked(value: dict[str, Condition]) -> dict[str, Condition]:
+    for path, condition in value.items():
+        per_currency = any(isinstance(b, dict) for b in (condition.gte, condition.lte))
+        if per_currency and path != "deal.amount":
+            raise ValueError(f"{path}: a bound per currency only applies to deal.amount")
+    return value
+
+
+LocaleTag = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[a-z0-9]{2,8})*$")]
+
+
+def _per_locale(value: object) -> object:
+    """A text or URL for every locale (`"Book a call"`), or one per locale (`{en: …}`)."""
+    if isinstance(value, str):
+        return {"*": value}
+    if isinstance(value, dict):
+        return {str(k).replace("_", "-").lower(): v for k, v in value.items()}
+    return value
+
+
+PerLocale = Annotated[
+    dict[str, Annotated[str, Field(min_length=1, max_length=500)]], BeforeValidator(_per_locale)
+]
+
+
+class NextStep(_Strict):
+    """The one clickable thing a letter offers: a page and what its button says, in the
+    letter's locale ("*" for every locale without its own)."""
+
+    url: PerLocale
+    label: PerLocale
+
+    @model_validator(mode="after")
+    def _links(self) -> NextStep:
+        for locale, url in self.url.items():
+            if not re.match(r"^(https?://[^\s<>\"']+|mailto:[^\s<>\"']+@[^\s<>\"']+)$", url):
+                raise ValueError(f"url {url!r} ({locale}) must be an http(s) or mailto: link")
+        for key in [*self.url, *self.label]:
+            if key != "*" and not re.fullmatch(r"[a-z]{2,3}(-[a-z0-9]{2,8})*", key):
+                raise ValueError(f"{key!r} is not a locale such as en or de")
+        return self
+
+    def pick(self, locale: str) -> tuple[str | None, str | None]:
+        """(url, label) for `locale`: its own, its language's, else the "*" one."""
+        return _for_locale(self.url, locale), _for_locale(self.label, locale)
+
+
+def _for_locale(values: dict[str, str], locale: str) -> str | None:
+    tag = locale.replace("_", "-").lower()
+    for key in (tag, tag.split("-", 1)[0], "*"):
+        if key in values:
+            return values[key]
+    return None
+
+
 class Rule(_Strict):
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=128)]
     on: Literal["deal.closed", "feedback.logged", "referral.made"]
     letter: Annotated[str, Field(min_length=1)]
     delay: Annotated[Delay, BeforeValidator(_delay)]
-    when: Annotated[dict[str, Condition], BeforeValidator(_conditions)] = {}
+    when: Annotated[
+        dict[str, Condition], BeforeValidator(_conditions), AfterValidator(_conditions_checked)
+    ] = {}
     cancel_on: list[Literal["deal.reopened", "deal.lost"]] = []
+    # `exempt`: the frequency cap neither holds this rule's letters back nor counts them
+    # (an answer to a complaint must go out whatever thank-you went earlier that week).
+    cap: Literal["exempt"] | None = None
+    next_step: NextStep | None = None
+    # Who takes a complaint over has this long to get back to the customer; the letter
+    # names the day (`follow_up_by`).
+    follow_up: Duration | None = None
+    # A letter's templates may read it to pick a shorter or longer text (`variant`).
+    variant: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)] | None = None
+
+    @property
+    def cap_exempt(self) -> bool:
+        return self.cap == "exempt"
 
 
 class RulesFile(_Strict):
@@ -237,6 +360,11 @@ class RuleSet:
 
     def rule(self, name: str) -> Rule | None:
         return next((r for r in self.rules if r.name == name), None)
+
+    @property
+    def cap_exempt(self) -> frozenset[str]:
+        """Names of the rules the frequency cap leaves alone."""
+        return frozenset(r.name for r in self.rules if r.cap_exempt)
 
     def cancelled_by(self, event_type: str) -> list[Rule]:
         return [r for r in self.rules if event_type in r.cancel_on]

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from worker.crm.activities import record
-from worker.letters.render import safe_url
+from worker.letters.context import safe_url
 from worker.models import Click, Letter, Open
 from worker.tracking.html_links import TRACK_MARK, Attrs, edit_anchors
 from worker.tracking.tokens import make_token, read_token
@@ -96,6 +97,12 @@ def read_click(secret: str, token: str) -> tuple[int, str] | None:
     return letter_id, url
 
 
+def _trackable(url: str) -> bool:
+    """http(s) links, and the mailto: next step (the click is counted, then the
+    redirect opens the reader's mail program)."""
+    return safe_url(url) is not None or re.match(r"^mailto:[^\s<>\"']+$", url) is not None
+
+
 def instrument_html(html: str, letter_id: int, secret: str, public_url: str, keep: str) -> str:
     """Route the template's own links through /t/c/ and add the open pixel.
 
@@ -110,7 +117,7 @@ def instrument_html(html: str, letter_id: int, secret: str, public_url: str, kee
         for name, value in attrs:
             if name == TRACK_MARK:
                 continue
-            if name == "href" and value and value != keep and safe_url(value):
+            if name == "href" and value and value != keep and _trackable(value):
                 value = f"{public_url}/t/c/{click_token(secret, letter_id, value)}"
             rewritten.append((name, value))
         return rewritten
