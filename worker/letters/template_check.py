@@ -291,10 +291,11 @@ class _Checker:
         """What a letter sent for this event must be, besides not broken."""
         words = len(text.split())
         if not MIN_WORDS <= words <= MAX_WORDS:
+            side = f"fewer than {MIN_WORDS}" if words < MIN_WORDS else f"more than {MAX_WORDS}"
             self.add(
                 f"{base}/body.txt",
                 1,
-                f"{words} words (a letter has {MIN_WORDS}-{MAX_WORDS})",
+                f"{side} words (a letter has {MIN_WORDS}-{MAX_WORDS})",
                 event,
             )
         steps = _Links()
