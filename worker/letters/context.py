@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_date, format_skeleton
+from babel.dates import format_date
 
 from worker.letters import wording
 from worker.letters.address_forms import greeting, polish_forms
@@ -37,6 +37,8 @@ BOOKING_LABELS = {
     "pl": "Wybierz termin",
     "ru": "Выбрать время",
 }
+# A weekday and a date, written out ("Tuesday, November 24", "Dienstag, 24. November").
+DAY_PATTERNS = {"en": "EEEE, MMMM d", "de": "EEEE, d. MMMM"}
 _PEOPLE = {
     ("contact", "first_name"),
     ("contact", "last_name"),
@@ -141,7 +143,16 @@ def _follow_up_by(setup: LetterSetup, now: datetime, zone: ZoneInfo, locale: str
         if day.weekday() in setup.send_days:
             break
         day += timedelta(days=1)
-    return str(format_skeleton("MMMMEEEEd", day, locale=wording.babel_locale(locale)))
+    pattern = DAY_PATTERNS.get(wording.language(locale), "EEEE, d MMMM")
+    return str(format_date(day, pattern, locale=wording.babel_locale(locale)))
+
+
+def _event_date(occurred: datetime, zone: ZoneInfo, locale: str) -> str:
+    """The long date; Russian without its "г." so a sentence can end after it."""
+    text = str(
+        format_date(occurred.astimezone(zone).date(), "long", locale=wording.babel_locale(locale))
+    )
+    return text.removesuffix("\u202fг.").removesuffix(" г.")
 
 
 def build_context(
@@ -174,9 +185,7 @@ def build_context(
         deal_title=wording.quoted(deal["title"], locale),
         quote=wording.excerpt(feedback["text"]),
         rating_scale=setup.scale.max,
-        event_date=format_date(
-            occurred.astimezone(zone).date(), "long", locale=wording.babel_locale(locale)
-        ),
+        event_date=_event_date(occurred, zone, locale),
         greeting=greeting(lang, contact["first_name"], contact["last_name"], contact["salutation"]),
         you=polish_forms(contact["first_name"], contact["salutation"]),
         custom={str(k): v for k, v in custom.items() if wording.present(v) is not None},
