@@ -229,7 +229,7 @@ def test_an_event_sent_with_a_zero_delay_rule_arrives_at_the_smtp_server(tmp_pat
                 time.sleep(0.2)
     assert len(script.delivered) == 1, instance.output
     delivered = email.message_from_bytes(script.raw[0], policy=email.policy.default)
-    assert delivered["Subject"] == "Katrin, danke für Ihre Rückmeldung"
+    assert delivered["Subject"] == "Vielen Dank für Ihre Rückmeldung"
     assert delivered["From"] == "Jonas Weber <team@shop.example>"
     with sqlite3.connect(tmp_path / "var" / "thankly.db") as conn:
         status, message_id = conn.execute("SELECT status, message_id FROM letters").fetchone()

@@ -118,7 +118,9 @@ def test_reply_to_is_the_owner_else_the_brand_reply_address() -> None:
 def test_every_letter_has_a_clickable_next_step_even_with_nothing_configured() -> None:
     event = json.loads((SAMPLES / "deal_closed.ru.json").read_text())
     del event["data"]["owner"]
-    html = message_for(event, Brand()).get_body(("html",)).get_content()  # type: ignore[union-attr]
+    part = message_for(event, Brand()).get_body(("html",))
+    assert part is not None
+    html = part.get_content()
     assert 'href="mailto:thanks@shop.example"' in html
     assert "Reply to this letter" in html
 

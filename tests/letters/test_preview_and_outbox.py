@@ -37,7 +37,7 @@ def test_preview_text_from_a_sample(tmp_path: Path) -> None:
         "feedback_logged", "--locale", "de", "--event", str(SAMPLES / "feedback_logged.de.json")
     )
     assert code == 0
-    assert out.startswith("Subject: Katrin, danke für Ihre Rückmeldung\n\nHallo Katrin,")
+    assert out.startswith("Subject: Vielen Dank für Ihre Rückmeldung\n\nGuten Tag Katrin Müller,")
     assert "Jonas Weber" in out
 
 

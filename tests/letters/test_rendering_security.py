@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from tests.conftest import SAMPLES, TEMPLATES
 from tests.helpers import write_letter
-from worker.letters.context import LetterSetup
+from worker.letters.context import LetterSetup, safe_url
 from worker.letters.message import build_message
-from worker.letters.render import Renderer, build_context, one_line, safe_url
+from worker.letters.render import Renderer, build_context, one_line
 
 RENDERER = Renderer(TEMPLATES)
 DEAL: dict[str, Any] = json.loads((SAMPLES / "deal_closed.ru.json").read_text())

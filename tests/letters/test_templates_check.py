@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from tests.conftest import RULES_FILE, SAMPLES, TEMPLATES
 from worker.cli.main import app
-from worker.letters.template_check import MINIMAL_NAME, check_templates
+from worker.letters.template_check import MINIMAL_NAME, MINIMAL_TYPES, check_templates
+from worker.planning.rules import RulesStore
 
 runner = CliRunner()
 
@@ -42,18 +43,20 @@ def invoke(*args: str) -> tuple[int, str, str]:
 
 
 def test_the_shipped_templates_pass_with_every_example_event() -> None:
-    report = check_templates(TEMPLATES, default_timezone="Europe/Berlin")
+    rules = RulesStore(RULES_FILE, TEMPLATES).get()
+    report = check_templates(TEMPLATES, rules=rules)
     assert report.problems == []
     assert report.examples == SAMPLES.resolve() and report.examples_found
     examples = sorted(p.name for p in SAMPLES.glob("*.json"))
-    assert examples and report.events == [*examples, MINIMAL_NAME]
-    assert report.letters == 12  # 3 letters in en, ru, de and pl
+    minimal = [f"{MINIMAL_NAME} ({kind})" for kind in MINIMAL_TYPES]
+    assert examples and report.events == [*examples, *minimal]
+    assert report.letters == 16  # 4 letters in en, ru, de and pl
 
 
 def test_the_command_prints_a_one_line_summary_and_exits_0(project: Path) -> None:
     code, out, _ = invoke("templates", "check")
-    events = len(list(SAMPLES.glob("*.json"))) + 1
-    assert (code, out) == (0, f"12 letters × {events} events: no problems\n")
+    events = len(list(SAMPLES.glob("*.json"))) + len(MINIMAL_TYPES)
+    assert (code, out) == (0, f"16 letters × {events} events: no problems\n")
 
 
 @pytest.mark.parametrize(
@@ -61,11 +64,10 @@ def test_the_command_prints_a_one_line_summary_and_exits_0(project: Path) -> Non
     [
         (
             "deal_closed/en/body.html",
-            3,
-            "{{ contact.first_name }}",
-            "{{ contact.frist_name }}",
-            "deal_closed/en/body.html:3: UndefinedError: 'dict object' has no attribute "
-            "'frist_name'",
+            4,
+            "{{ greeting }}",
+            "{{ greting }}",
+            "deal_closed/en/body.html:4: UndefinedError: 'greting' is undefined",
         ),
         (
             "feedback_logged/de/body.txt",
@@ -94,7 +96,7 @@ def test_the_command_prints_a_one_line_summary_and_exits_0(project: Path) -> Non
             "",
             "A rather long preamble that nobody will ever read to the end: ",
             "feedback_logged/en/subject.txt:1: subject over 60 characters, so it is cut "
-            "at a word (with every event)",
+            "at a word ('A rather long preamble",
         ),
         (
             "deal_closed/de/body.html",
@@ -131,7 +133,7 @@ def test_without_example_events_it_says_so_and_checks_the_minimal_event(project:
     assert out.splitlines() == [
         f"{project}/templates/deal_closed/en/subject.txt:1: prints None (a missing value: "
         "guard it with {% if %}) (with every event)",
-        "12 letters × 1 event: 1 problem(s)",
+        "16 letters × 3 events: 1 problem(s)",
     ]
 
 
@@ -153,7 +155,7 @@ def test_rules_check_fails_when_a_letter_has_a_problem(project: Path) -> None:
     code, out, _ = invoke("rules", "check")
 
     assert code == 1
-    assert "3 rule(s), valid" in out  # the rules themselves are fine
+    assert "4 rule(s), valid" in out  # the rules themselves are fine
     assert f"{project}/templates/referral_made/de/body.txt:1: UndefinedError" in out
 
 

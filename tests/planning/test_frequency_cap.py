@@ -162,7 +162,10 @@ def test_explain_shows_the_age_limit(tmp_path: Path) -> None:
     old = validate_event(feedback(30, "f0"))
     result = explain(old, rules, catalogue, now=NOW)
     assert result["letter"] is None
-    assert result["reason"] == "feedback-thanks: event is 30d old, over max_event_age 14d"
+    assert result["reason"] == (
+        "feedback-complaint: event is 30d old, over max_event_age 14d; "
+        "feedback-thanks: event is 30d old, over max_event_age 14d"
+    )
     assert explain(old, rules, catalogue, now=NOW - timedelta(days=20))["letter"] is not None
 
 

@@ -181,14 +181,15 @@ def test_rules_check_cli_valid_file_prints_a_line_per_rule() -> None:
     result = thankly("rules", "check")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[0].endswith("3 rule(s), valid")
+    assert lines[0].endswith("4 rule(s), valid")
     assert lines[2] == (
         "deal-closed-thanks: deal.closed → deal_closed; after 24h to 72h; "
-        "when deal.amount gte 100; cancelled by deal.reopened, deal.lost"
+        "when deal.amount gte EUR 100 / USD 100 / CHF 100 / GBP 100 / PLN 400 / RUB 10000; "
+        "cancelled by deal.reopened, deal.lost"
     )
     # Then the letters are checked against every example event: the last line says so.
-    assert len(lines) == 2 + 3 + 1
-    assert lines[-1].startswith("12 letters × ") and lines[-1].endswith(": no problems")
+    assert len(lines) == 2 + 4 + 1
+    assert lines[-1].startswith("16 letters × ") and lines[-1].endswith(": no problems")
 
 
 def test_rules_check_cli_bad_file_exits_non_zero_with_file_and_line(tmp_path: Path) -> None:

@@ -32,13 +32,28 @@ def _rules(settings: Settings, file: Path | None = None) -> RuleSet:
         _fail(f"{len(exc.problems)} problem(s) in {exc.path}; nothing was changed")
 
 
+def _bound(value: object) -> str:
+    """`100`, or per currency `EUR 100 / PLN 400`."""
+    if isinstance(value, dict):
+        return " / ".join(f"{code} {amount}" for code, amount in value.items())
+    return str(value)
+
+
 def describe(rule: Rule) -> str:
     parts = [f"{rule.name}: {rule.on} → {rule.letter}", f"after {rule.delay}"]
     for path, condition in rule.when.items():
         ops = condition.model_dump(by_alias=True, exclude_unset=True)
-        parts.append("when " + ", ".join(f"{path} {op} {value}" for op, value in ops.items()))
+        parts.append(
+            "when " + ", ".join(f"{path} {op} {_bound(value)}" for op, value in ops.items())
+        )
     if rule.cancel_on:
         parts.append(f"cancelled by {', '.join(rule.cancel_on)}")
+    if rule.cap_exempt:
+        parts.append("exempt from the frequency cap")
+    if rule.follow_up is not None:
+        parts.append(f"follow-up within {format_duration(rule.follow_up)}")
+    if rule.next_step is not None:
+        parts.append(f"next step {rule.next_step.pick('en')[0]}")
     return "; ".join(parts)
 
 

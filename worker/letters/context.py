@@ -148,11 +148,12 @@ def _follow_up_by(setup: LetterSetup, now: datetime, zone: ZoneInfo, locale: str
 
 
 def _event_date(occurred: datetime, zone: ZoneInfo, locale: str) -> str:
-    """The long date; Russian without its "г." so a sentence can end after it."""
+    """The long date; Russian without its year mark (the abbreviation of "year" with its
+    full stop), so a sentence can end after the date."""
     text = str(
         format_date(occurred.astimezone(zone).date(), "long", locale=wording.babel_locale(locale))
     )
-    return text.removesuffix("\u202fг.").removesuffix(" г.")
+    return text.removesuffix("\u202f\u0433.").removesuffix(" \u0433.")  # the year mark
 
 
 def build_context(
