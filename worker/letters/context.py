@@ -179,6 +179,8 @@ def build_context(
     zone = ZoneInfo(timezone)
     occurred = datetime.fromisoformat(str(payload["timestamp"]).replace("Z", "+00:00"))
     brand = setup.brand
+    referral = context["referral"]
+    referral["referred_company"] = wording.keep_together(referral["referred_company"])
     reply_to = reply_address(owner["email"], brand, setup.mail_from)
     custom = data.get("custom") or {}
     context.update(
@@ -190,7 +192,11 @@ def build_context(
         greeting=greeting(lang, contact["first_name"], contact["last_name"], contact["salutation"]),
         you=polish_forms(contact["first_name"], contact["salutation"]),
         custom={str(k): v for k, v in custom.items() if wording.present(v) is not None},
-        brand=brand.model_dump() | {"referral_reward": brand.reward(locale)},
+        brand=brand.model_dump()
+        | {
+            "referral_reward": brand.reward(locale),
+            "company": wording.keep_together(brand.company),
+        },
         signer=_signer(owner, brand, setup.mail_from),
         reply_to=reply_to,
         # The From address is the last resort (only the embedded mode, which production

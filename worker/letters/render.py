@@ -26,7 +26,10 @@ from worker.tracking.html_links import mark_links
 __all__ = ["MAX_SUBJECT", "RenderError", "Rendered", "Renderer", "build_context", "one_line"]
 
 MAX_SUBJECT = 60
-_INLINER = css_inline.CSSInliner(load_remote_stylesheets=False, keep_style_tags=False)
+# keep_at_rules: the dark-mode @media block stays in a <style> (it cannot be inlined).
+_INLINER = css_inline.CSSInliner(
+    load_remote_stylesheets=False, keep_style_tags=False, keep_at_rules=True
+)
 _SPACE = re.compile(r"\s+")
 _BLANK_RUNS = re.compile(r"\n[ \t]*(\n[ \t]*)+\n")
 # An href written out whole in a template's markup (no Jinja expression inside it).

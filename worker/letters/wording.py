@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001, RUF002
 """CRM values made fit to stand inside a sentence, in each letter language.
 
 CRMs send names in capitals, "None" typed into a field, an email address where the name
@@ -49,6 +50,24 @@ def present(value: Any) -> str | None:
     if not text or text.lower() in _PLACEHOLDERS:
         return None
     return text
+
+
+# Legal forms a line break must not split ("Sp. z" | "o.o." reads as two things).
+_LEGAL_FORMS = ("Sp. z o.o.", "Sp. j.", "Sp. k.", "S.A.", "GmbH & Co. KG", "e. K.", "e. V.")
+
+
+def keep_together(value: Any) -> str | None:
+    """A company name with non-breaking spaces inside its legal form, and between the
+    form and the name ("ООО «Север»", "Kowalski Sp. z o.o.")."""
+    text = present(value)
+    if text is None:
+        return None
+    for form in _LEGAL_FORMS:
+        if form in text:
+            text = text.replace(f" {form}", f"\u00a0{form}").replace(
+                form, form.replace(" ", "\u00a0")
+            )
+    return re.sub(r"\b(ООО|АО|ПАО|ЗАО|ИП) (?=[\"«\w])", "\\1\u00a0", text)
 
 
 def person_name(value: Any) -> str | None:
