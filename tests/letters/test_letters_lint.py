@@ -197,3 +197,34 @@ def test_a_long_feedback_is_quoted_to_a_sentence_end() -> None:
     assert len(out.text.split()) <= 250
     assert "Der Export fehlt uns noch. Der Export" in out.text
     assert "\u2026" not in out.text  # cut after a sentence, not inside one
+
+
+def test_the_brand_names_the_business_and_a_short_variant_drops_a_paragraph() -> None:
+    event = EVENTS["deal_closed.de.json"]
+    full = render("deal_closed", "de", event, FULL_BRAND).text
+    assert "für Nordlicht Software GmbH entschieden" in full
+    rule = RULES.rule("deal-closed-thanks")
+    assert rule is not None
+    short_rule = rule.model_copy(update={"variant": "short"})
+    parsed = validate_event(event)
+    setup = letter_setup(SETTINGS, FULL_BRAND, RULES, short_rule)
+    context = build_context(parsed.model_dump(mode="json"), "de", "Europe/Berlin", setup=setup)
+    short = RENDERER.render("deal_closed", "de", context).text
+    assert "Standardliste" in full and "Standardliste" not in short
+    assert len(short.split()) < len(full.split())
+
+
+def test_custom_crm_fields_reach_templates_as_plain_values(tmp_path: Path) -> None:
+    event = copy.deepcopy(EVENTS["deal_closed.en.json"])
+    event["data"]["custom"] = {"plan_tier": "<b>Gold</b>", "seats": 25, "empty": "null"}
+    write_letter(
+        tmp_path,
+        "custom",
+        "Tier {{ custom.plan_tier }}",
+        html="<p>{{ custom.plan_tier }} for {{ custom.seats }}</p>{{ custom.empty is defined }}",
+    )
+    parsed = validate_event(event)
+    context = build_context(parsed.model_dump(mode="json"), "en", "UTC")
+    out = Renderer(tmp_path).render("custom", "en", context)
+    assert out.subject == "Tier <b>Gold</b>"  # the subject is text
+    assert "&lt;b&gt;Gold&lt;/b&gt; for 25" in out.html and "False" in out.html

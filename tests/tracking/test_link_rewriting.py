@@ -219,3 +219,25 @@ def test_no_crm_text_ever_changes_the_tracked_links_or_the_letter(
     assert [href for href, _ in page.anchors][1:] == [UNSUBSCRIBE]
     assert "We read every piece of feedback ourselves" in page.all_text
     assert "Kind regards, Sarah Mitchell" in page.all_text
+
+
+def test_the_mailto_next_step_is_tracked_too() -> None:
+    """With no booking page configured, the button writes to the owner: the click is
+    counted, then the signed redirect opens the reader's mail program."""
+    doc = feedback()
+    context = build_context(
+        doc,
+        "en",
+        "UTC",
+        setup=LetterSetup(mail_from="T <t@shop.example>"),
+        unsubscribe_url=UNSUBSCRIBE,
+    )
+    owner = doc["data"]["owner"]["email"]
+    assert context["next_step"]["url"] == f"mailto:{owner}"
+    rendered = Renderer(TEMPLATES).render("feedback_logged", "en", context)
+    html = instrument_html(rendered.html, 7, SECRET_KEY, PUBLIC, keep=UNSUBSCRIBE)
+    [target] = tracked_targets(html)
+    assert target == f"mailto:{owner}"
+    [button] = [h for h, text in Page(html).anchors if text == "Reply to this letter"]
+    found = read_click(SECRET_KEY, button.removeprefix(f"{PUBLIC}/t/c/"))
+    assert found == (7, f"mailto:{owner}")
