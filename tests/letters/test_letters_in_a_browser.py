@@ -65,7 +65,7 @@ window.addEventListener('load', function () {
 
 
 def letters() -> dict[str, str]:
-    """Each letter × locale rendered as sent, from the richest example event of its kind."""
+    """Each letter in each locale rendered as sent, from the richest example event of its kind."""
     rules = RulesStore(RULES_FILE, TEMPLATES).get()
     settings = Settings(mail_from="Nordlicht <thanks@nordlicht.example>")
     renderer = Renderer(TEMPLATES)
