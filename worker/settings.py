@@ -320,8 +320,11 @@ def _check_secret_lengths(settings: Settings) -> None:
 
 
 def setting_names() -> list[str]:
-    """Every variable Thankly reads, derived from the fields so it never goes stale."""
-    return sorted(f"THANKLY_{name.upper()}" for name in Settings.model_fields)
+    """Every variable Thankly reads, derived from the fields so it never goes stale
+    (the brand's THANKLY_BRAND_* from worker/letters/brand.py)."""
+    from worker.letters.brand import brand_variables
+
+    return sorted([f"THANKLY_{name.upper()}" for name in Settings.model_fields] + brand_variables())
 
 
 def misspelt_variables(environ: Mapping[str, str]) -> list[str]:

@@ -187,6 +187,11 @@ def test_valid_names_follow_the_settings_fields() -> None:
     assert misspelt_variables({"THANKLY_NOTHING_LIKE_IT": "1"}) == [
         "THANKLY_NOTHING_LIKE_IT is not a Thankly setting"
     ]
+    # The brand's variables are settings too, and their typos are caught like the rest.
+    assert "THANKLY_BRAND_SIGNER_NAME" in names
+    assert misspelt_variables({"THANKLY_BRAND_SIGNR_NAME": "x"}) == [
+        "THANKLY_BRAND_SIGNR_NAME is not a Thankly setting; did you mean THANKLY_BRAND_SIGNER_NAME?"
+    ]
 
 
 @pytest.mark.parametrize("command", [["letters", "list"], ["db", "upgrade"], ["run"]])

@@ -94,6 +94,10 @@ _ENV_FIELDS: dict[str, tuple[str, str | None]] = {
 _LISTS = {"address", "legal"}
 
 
+def brand_variables() -> list[str]:
+    return [f"THANKLY_BRAND_{suffix}" for suffix in _ENV_FIELDS]
+
+
 def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for suffix, (name, sub) in _ENV_FIELDS.items():
