@@ -90,6 +90,14 @@ class Settings(BaseSettings):
     hubspot_token: SecretStr | None = None
     hubspot_client_secret: SecretStr | None = None
     hubspot_api_base: str = "https://api.hubapi.com"
+    # Deal stage ids that mean won / lost (comma-separated; every pipeline has its own).
+    hubspot_won_stages: str = "closedwon"
+    hubspot_lost_stages: str = "closedlost"
+    # For contacts whose HubSpot record has no language / time zone.
+    hubspot_locale: str | None = None
+    hubspot_timezone: str | None = None
+    # HubSpot allows a private app 190 requests per 10 s: shared by every Thankly process.
+    hubspot_requests_per_10s: int = Field(default=150, ge=1, le=190)
     pipedrive_token: SecretStr | None = None
     pipedrive_webhook_user: str | None = None
     pipedrive_webhook_password: SecretStr | None = None

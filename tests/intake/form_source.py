@@ -56,7 +56,9 @@ class FormSource:
             return None
         return "Content-Type must be application/x-www-form-urlencoded"
 
-    def receive(self, headers: Mapping[str, str], body: bytes, now: datetime) -> list[RawEvent]:
+    def receive(
+        self, headers: Mapping[str, str], body: bytes, now: datetime, target: str = ""
+    ) -> list[RawEvent]:
         try:
             fields = parse_qs(body.decode("ascii"), strict_parsing=True)
         except (UnicodeDecodeError, ValueError):

@@ -32,7 +32,7 @@ def _reject(status: int, error: str, **extra: Any) -> JSONResponse:
 
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "Seen before (same event ids): nothing new was stored"},
+    200: {"description": "Seen before (same event ids), or nothing to act on: nothing stored"},
     202: {"description": "Stored; it will be processed shortly"},
     400: {"description": "Malformed JSON, or a malformed header"},
     401: {"description": "Missing or bad signature, or a stale timestamp"},
@@ -63,13 +63,19 @@ async def webhook(source: str, request: Request, background: BackgroundTasks) ->
         return _reject(415, problem)
 
     try:
-        events = sender.receive(request.headers, body, runtime.clock.now())
+        # As sent, still percent-encoded: a source that signs the URL decodes what it must.
+        raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        query = request.scope.get("query_string") or b""
+        target = raw_path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
+        events = sender.receive(request.headers, body, runtime.clock.now(), target)
     except Refused as refused:
         if refused.status == 401:
             log.info("%s webhook rejected: %s", source, refused.error)
         return _reject(refused.status, refused.error, **refused.extra)
     if not events:
-        return _reject(422, "the request holds no event")
+        # Authentic, but nothing Thankly acts on (a CRM posts every change it was asked
+        # to): acknowledged so that the sender does not retry it.
+        return JSONResponse({"status": "ignored"}, 200)
     if any(len(e.event_id) > MAX_EVENT_ID for e in events):
         return _reject(400, f"an event id is longer than {MAX_EVENT_ID} characters")
 

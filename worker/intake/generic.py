@@ -66,7 +66,9 @@ class GenericSource:
     def media_type_problem(self, content_type: str | None) -> str | None:
         return None if is_json(content_type) else "Content-Type must be application/json"
 
-    def receive(self, headers: Mapping[str, str], body: bytes, now: datetime) -> list[RawEvent]:
+    def receive(
+        self, headers: Mapping[str, str], body: bytes, now: datetime, target: str = ""
+    ) -> list[RawEvent]:
         try:
             event_id = self._verifier.verify(headers, body, now)
         except SignatureError as exc:

@@ -64,9 +64,13 @@ class Source(Protocol):
         """Why a request with this Content-Type is refused (415), or None."""
         ...
 
-    def receive(self, headers: Mapping[str, str], body: bytes, now: datetime) -> list[RawEvent]:
+    def receive(
+        self, headers: Mapping[str, str], body: bytes, now: datetime, target: str = ""
+    ) -> list[RawEvent]:
         """Authenticate the raw bytes and split them into events; raise Refused. Every
-        event of the batch must be valid, or the whole request is refused."""
+        event of the batch must be valid, or the whole request is refused. `target` is the
+        request's path and query as received (`/webhooks/hubspot?app=1`), for senders that
+        sign the URL."""
         ...
 
     def translate(self, raw: str) -> GenericEvent:
@@ -85,7 +89,13 @@ def _generic(settings: Settings) -> Source:
     return GenericSource(settings)
 
 
-_FACTORIES: dict[str, SourceFactory] = {"generic": _generic}
+def _hubspot(settings: Settings) -> Source:
+    from worker.crm.hubspot.source import build
+
+    return build(settings)
+
+
+_FACTORIES: dict[str, SourceFactory] = {"generic": _generic, "hubspot": _hubspot}
 
 
 def register(name: str, factory: SourceFactory) -> None:

@@ -1,0 +1,1 @@
+"""HubSpot: deal-stage webhooks in (`source.py`), enriched through the CRM API (`api.py`)."""

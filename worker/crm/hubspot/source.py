@@ -1,0 +1,223 @@
+"""`POST /webhooks/hubspot`: HubSpot's signed webhook batches, turned into deal events.
+
+HubSpot signs each request (X-HubSpot-Signature-v3: base64 HMAC-SHA256 with the app's
+client secret over method + URI + body + X-HubSpot-Request-Timestamp, the timestamp in
+milliseconds). The URI is the one HubSpot called, so it is built from THANKLY_PUBLIC_URL
+(a proxy changes the host) and the path and query as received, with the characters
+HubSpot decodes decoded. A batch is a JSON array; each deal-stage change becomes one inbox
+row, keyed on (portal, subscription, object, event id, time) since HubSpot does not
+promise unique event ids and retries a batch up to 10 times. The webhook carries only ids:
+the deal, its contacts and its owner are read through the API at ingest.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from worker.crm.hubspot.api import HubSpotApi
+from worker.crm.rate_budget import RateBudget
+from worker.events import GenericEvent, validate_event
+from worker.intake.generic import is_json, parse_json
+from worker.intake.sources import RawEvent, Refused
+from worker.retry import CallError
+from worker.settings import Settings
+
+NAME = "hubspot"
+TOLERANCE_MS = 5 * 60 * 1000
+# What HubSpot decodes in the URI before signing it.
+_DECODED = {
+    "%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$", "%27": "'",
+    "%28": "(", "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";",
+}  # fmt: skip
+_ENCODED = re.compile("|".join(_DECODED), re.IGNORECASE)
+DEAL_TYPE_ID = "0-3"  # objectTypeId of deals in object.propertyChange events
+_REQUIRED = ("eventId", "subscriptionId", "portalId", "occurredAt", "subscriptionType", "objectId")
+
+
+def signed_uri(public_url: str, target: str) -> str:
+    return _ENCODED.sub(lambda m: _DECODED[m.group(0).upper()], public_url.rstrip("/") + target)
+
+
+def signature(secret: str, method: str, uri: str, body: bytes, timestamp: str) -> str:
+    message = method.encode() + uri.encode() + body + timestamp.encode()
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def _stages(value: str) -> frozenset[str]:
+    return frozenset(s.strip() for s in value.split(",") if s.strip())
+
+
+class HubSpotSource:
+    name = NAME
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.won = _stages(settings.hubspot_won_stages)
+        self.lost = _stages(settings.hubspot_lost_stages)
+
+    @cached_property
+    def api(self) -> HubSpotApi:
+        token = self.settings.hubspot_token
+        if token is None:  # prepare() stops the API; a worker keeps the rows until it is set
+            raise CallError("THANKLY_HUBSPOT_TOKEN is not set", permanent=False, retry_after=300)
+        budget = RateBudget(
+            NAME, self.settings.hubspot_requests_per_10s, 10.0, self.settings.broker_url
+        )
+        return HubSpotApi(self.settings.hubspot_api_base, token.get_secret_value(), budget)
+
+    def prepare(self) -> None:
+        if self.settings.hubspot_token is None:
+            raise RuntimeError(
+                "THANKLY_HUBSPOT_CLIENT_SECRET is set but THANKLY_HUBSPOT_TOKEN is not: "
+                "HubSpot webhooks carry only ids, and the token reads the deal"
+            )
+
+    def media_type_problem(self, content_type: str | None) -> str | None:
+        return None if is_json(content_type) else "Content-Type must be application/json"
+
+    def receive(
+        self, headers: Mapping[str, str], body: bytes, now: datetime, target: str = ""
+    ) -> list[RawEvent]:
+        self._verify(headers, body, now, target)
+        batch = parse_json(body)
+        if not isinstance(batch, list) or not all(isinstance(e, dict) for e in batch):
+            raise Refused(422, "not a HubSpot batch: expected a JSON array of events")
+        events = []
+        for index, event in enumerate(batch):
+            missing = [k for k in _REQUIRED if event.get(k) in (None, "")]
+            if missing:
+                problems = [{"field": f"[{index}].{k}", "message": "required"} for k in missing]
+                raise Refused(422, "not a valid HubSpot event", {"problems": problems})
+            if self._kind(event) is None:
+                continue  # another property, or a stage Thankly has nothing to do with
+            key = ":".join(
+                str(event[k])
+                for k in ("portalId", "subscriptionId", "objectId", "eventId", "occurredAt")
+            )
+            events.append(RawEvent(f"hs:{key}", json.dumps(event, sort_keys=True)))
+        return events
+
+    def _verify(self, headers: Mapping[str, str], body: bytes, now: datetime, target: str) -> None:
+        secret = self.settings.hubspot_client_secret
+        given = headers.get("x-hubspot-signature-v3")
+        stamp = headers.get("x-hubspot-request-timestamp", "")
+        if secret is None or not given or not stamp.isdigit():
+            raise Refused(401, "missing X-HubSpot-Signature-v3 or X-HubSpot-Request-Timestamp")
+        if abs(now.timestamp() * 1000 - int(stamp)) > TOLERANCE_MS:
+            raise Refused(401, "X-HubSpot-Request-Timestamp is more than 5 minutes off")
+        uri = signed_uri(self.settings.public_url, target)
+        expected = signature(secret.get_secret_value(), "POST", uri, body, stamp)
+        if not hmac.compare_digest(expected.encode(), given.strip().encode()):
+            raise Refused(401, "X-HubSpot-Signature-v3 does not match")
+
+    def _kind(self, event: dict[str, Any]) -> str | None:
+        """deal.closed / deal.lost / deal.reopened for a deal-stage change, else None."""
+        kind = event.get("subscriptionType")
+        is_deal = kind == "deal.propertyChange" or (
+            kind == "object.propertyChange" and str(event.get("objectTypeId")) == DEAL_TYPE_ID
+        )
+        if not is_deal or event.get("propertyName") != "dealstage":
+            return None
+        stage = str(event.get("propertyValue") or "")
+        if stage in self.won:
+            return "deal.closed"
+        if stage in self.lost:
+            return "deal.lost"
+        # Any other stage: a deal that was won is open again (a no-op for other deals).
+        return "deal.reopened" if stage else None
+
+    def translate(self, raw: str) -> GenericEvent:
+        event = json.loads(raw)
+        kind = self._kind(event)
+        if kind is None:
+            raise ValueError("not a deal-stage change Thankly acts on")
+        deal_id = str(event["objectId"])
+        occurred = datetime.fromtimestamp(int(event["occurredAt"]) / 1000, tz=UTC)
+        if kind != "deal.closed":  # cancelling needs the deal id only: no API call
+            data: dict[str, Any] = {"deal": {"id": deal_id}}
+        else:
+            data = self._enriched(deal_id)
+        return validate_event({"type": kind, "timestamp": occurred.isoformat(), "data": data})
+
+    def _enriched(self, deal_id: str) -> dict[str, Any]:
+        deal = self.api.deal(deal_id)
+        props = deal.get("properties") or {}
+        links = ((deal.get("associations") or {}).get("contacts") or {}).get("results") or []
+        ids = list(dict.fromkeys(str(link["id"]) for link in links if link.get("id")))
+        contacts = [c for c in self.api.contacts(ids) if (c.get("properties") or {}).get("email")]
+        if not contacts:
+            raise ValueError(f"HubSpot deal {deal_id} has no associated contact with an email")
+        person = contacts[0]["properties"]
+        owner_id = props.get("hubspot_owner_id")
+        owner = self.api.owner(str(owner_id)) if owner_id else None
+        data: dict[str, Any] = {
+            "contact": {
+                "id": str(contacts[0]["id"]),
+                "email": person["email"],
+                "first_name": person.get("firstname"),
+                "last_name": person.get("lastname"),
+                "locale": person.get("hs_language") or self.settings.hubspot_locale,
+                "timezone": _zone(person.get("hs_timezone")) or self.settings.hubspot_timezone,
+            },
+            "deal": {
+                "id": deal_id,
+                "number": deal_id,
+                "title": props.get("dealname"),
+                "amount": props.get("amount") or None,
+                "currency": props.get("deal_currency_code") or None,
+            },
+        }
+        if owner:
+            name = " ".join(p for p in (owner.get("firstName"), owner.get("lastName")) if p)
+            data["owner"] = {"name": name or None, "email": owner.get("email")}
+        return data
+
+
+def _zone(value: Any) -> str | None:
+    """HubSpot writes time zones as `europe_slash_berlin`; IANA as `Europe/Berlin`."""
+    if not value:
+        return None
+    parts = str(value).split("_slash_")
+    name = "/".join("_".join(w.capitalize() for w in p.split("_")) for p in parts)
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+    return name
+
+
+class NotConfigured:
+    """`/webhooks/hubspot` while HubSpot is not set up: a clear 404, nothing stored."""
+
+    name = NAME
+
+    def prepare(self) -> None:
+        pass
+
+    def media_type_problem(self, content_type: str | None) -> str | None:
+        return None
+
+    def receive(
+        self, headers: Mapping[str, str], body: bytes, now: datetime, target: str = ""
+    ) -> list[RawEvent]:
+        raise Refused(404, "HubSpot is not connected: set THANKLY_HUBSPOT_CLIENT_SECRET")
+
+    def translate(self, raw: str) -> GenericEvent:
+        # Rows stored while it was connected wait for it to be connected again.
+        raise CallError("HubSpot is not connected", permanent=False, retry_after=300)
+
+
+def build(settings: Settings) -> HubSpotSource | NotConfigured:
+    if settings.hubspot_client_secret is None:
+        return NotConfigured()
+    return HubSpotSource(settings)
