@@ -101,7 +101,17 @@ class Settings(BaseSettings):
     pipedrive_token: SecretStr | None = None
     pipedrive_webhook_user: str | None = None
     pipedrive_webhook_password: SecretStr | None = None
-    pipedrive_api_base: str | None = None
+    # Your company domain (https://acme.pipedrive.com) or the generic API host.
+    pipedrive_api_base: str = "https://api.pipedrive.com"
+    # For persons Pipedrive keeps no language / time zone for.
+    pipedrive_locale: str | None = None
+    pipedrive_timezone: str | None = None
+    # Pipedrive's burst limit is per 2-second window and per token, shared by every process.
+    pipedrive_requests_per_2s: int = Field(default=20, ge=1, le=200)
+    # HubSpot and Pipedrive: how far back `thankly crm reconcile` looks the first time, and
+    # how often the scheduler runs it (0: only by hand).
+    crm_reconcile_days: int = Field(default=3, ge=1, le=90)
+    crm_reconcile_minutes: int = Field(default=30, ge=0)
     machine_open_seconds: int = Field(default=5, ge=0)
     next_step_url: str | None = None
     crm_opens: Literal["first", "all"] = "first"  # which human opens reach the CRM

@@ -166,7 +166,7 @@ def test_the_http_crm_needs_its_url_and_secret(tmp_path: Path) -> None:
 
     with pytest.raises(CrmNotConfigured, match="THANKLY_CRM_URL and THANKLY_CRM_SECRET"):
         make_crm(make_settings(tmp_path, "sqlite://", crm="http"))
-    with pytest.raises(CrmNotConfigured, match="not available yet"):
+    with pytest.raises(CrmNotConfigured, match="THANKLY_CRM=hubspot needs THANKLY_HUBSPOT_TOKEN"):
         make_crm(make_settings(tmp_path, "sqlite://", crm="hubspot"))
 
 
@@ -249,7 +249,7 @@ class BrokenCrm:
     def __init__(self) -> None:
         self.calls = 0
 
-    def deliver(self, key: str, payload: dict[str, Any]) -> None:
+    def deliver(self, key: str, payload: dict[str, Any], *, retry: bool = False) -> None:
         self.calls += 1
         raise UnicodeEncodeError("ascii", "ü", 0, 1, "ordinal not in range(128)")
 

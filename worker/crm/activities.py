@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from worker.models import ActivityStatus, CrmActivity, Letter
+from worker.models import ActivityStatus, CrmActivity, Event, Letter
 
 KINDS = ("email.sent", "email.opened", "email.clicked", "email.failed", "contact.unsubscribed")
 
@@ -20,8 +21,10 @@ def _iso(at: datetime) -> str:
 def letter_payload(
     session: Session, letter: Letter, kind: str, at: datetime, details: dict[str, Any]
 ) -> dict[str, Any]:
-    """DESIGN.md's envelope: type, timestamp, data {letter id, letter, Message-ID, contact,
-    deal, details}."""
+    """The write-back envelope: type, timestamp, data {letter id, letter, subject, Message-ID,
+    contact, deal, details, source}. `source` is where the event came from (`hubspot`,
+    `generic`): write-back goes to that CRM when Thankly is connected to it natively."""
+    source = session.scalar(select(Event.source).where(Event.id == letter.event_id))
     return {
         "type": kind,
         "timestamp": _iso(at),
@@ -29,10 +32,12 @@ def letter_payload(
             "letter_id": letter.id,
             "letter": letter.letter,
             "locale": letter.locale,
+            "subject": (letter.rendered or {}).get("subject"),
             "message_id": letter.message_id,
             "contact": {"id": letter.contact_id, "email": letter.contact_email},
             "deal": {"id": letter.deal_id} if letter.deal_id else None,
             "details": details,
+            "source": source,
         },
     }
 

@@ -1,7 +1,12 @@
 """CRM adapters behind one interface, chosen by THANKLY_CRM.
 
-`deliver` raises CrmError saying whether trying again can help; `retry_after` carries a
-429's Retry-After. Native HubSpot and Pipedrive adapters will implement the same method.
+`deliver` raises CrmError (a CallError) saying whether trying again can help; `retry_after`
+carries a 429's Retry-After. `retry` is true when an earlier try of the same activity may
+have reached the CRM: an adapter for a CRM without idempotency keys looks before it writes.
+
+Write-back goes to the CRM the event came from: an activity whose event arrived through
+a natively connected CRM (`/webhooks/hubspot`, `/webhooks/pipedrive`) goes to that CRM's
+adapter (`worker/crm/<name>/writeback.py`); any other goes to THANKLY_CRM's.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ class CrmError(CallError):
 class CrmAdapter(Protocol):
     name: str
 
-    def deliver(self, key: str, payload: dict[str, Any]) -> None: ...
+    def deliver(self, key: str, payload: dict[str, Any], *, retry: bool = False) -> None: ...
 
 
 class LogCrm:
@@ -38,7 +43,7 @@ class LogCrm:
 
     name = "log"
 
-    def deliver(self, key: str, payload: dict[str, Any]) -> None:
+    def deliver(self, key: str, payload: dict[str, Any], *, retry: bool = False) -> None:
         log.info("CRM activity %s (%s) recorded locally", payload["type"], key)
 
 
@@ -85,7 +90,7 @@ class HttpCrm:
         self.secret = secret
         self.client = client or httpx.Client(timeout=10)
 
-    def deliver(self, key: str, payload: dict[str, Any]) -> None:
+    def deliver(self, key: str, payload: dict[str, Any], *, retry: bool = False) -> None:
         from worker.clock import SystemClock
 
         now = SystemClock().now()
@@ -107,18 +112,55 @@ class HttpCrm:
         raise CrmError(text, permanent=True)  # other 4xx: the request itself is wrong
 
 
+class CrmRouter:
+    """Sends each activity to the CRM its event came from, else to the default."""
+
+    name = "router"
+
+    def __init__(self, default: CrmAdapter, native: dict[str, CrmAdapter]) -> None:
+        self.default, self.native = default, native
+
+    def adapter_for(self, payload: dict[str, Any]) -> CrmAdapter:
+        source = (payload.get("data") or {}).get("source")
+        return self.native.get(str(source), self.default)
+
+    def deliver(self, key: str, payload: dict[str, Any], *, retry: bool = False) -> None:
+        self.adapter_for(payload).deliver(key, payload, retry=retry)
+
+
 class CrmNotConfigured(Exception):
     pass
 
 
+def _native(settings: Settings) -> dict[str, CrmAdapter]:
+    """Write-back adapters of the CRMs whose API token is set."""
+    adapters: dict[str, CrmAdapter] = {}
+    if settings.hubspot_token is not None:
+        from worker.crm.hubspot.api import from_settings
+        from worker.crm.hubspot.writeback import HubSpotCrm
+
+        adapters["hubspot"] = HubSpotCrm(from_settings(settings))
+    if settings.pipedrive_token is not None:
+        from worker.crm.pipedrive.api import from_settings as pipedrive_api
+        from worker.crm.pipedrive.writeback import PipedriveCrm
+
+        adapters["pipedrive"] = PipedriveCrm(pipedrive_api(settings))
+    return adapters
+
+
 def make_crm(settings: Settings) -> CrmAdapter:
+    native = _native(settings)
+    default: CrmAdapter
     if settings.crm == "log":
-        return LogCrm()
-    if settings.crm == "http":
+        default = LogCrm()
+    elif settings.crm == "http":
         if not settings.crm_url or settings.crm_secret is None:
             raise CrmNotConfigured("THANKLY_CRM=http needs THANKLY_CRM_URL and THANKLY_CRM_SECRET")
-        return HttpCrm(settings.crm_url, settings.crm_secret.get_secret_value())
-    raise CrmNotConfigured(
-        f"THANKLY_CRM={settings.crm} is not available yet (native HubSpot and Pipedrive "
-        "adapters are planned); use log or http"
-    )
+        default = HttpCrm(settings.crm_url, settings.crm_secret.get_secret_value())
+    elif settings.crm in native:
+        # Events from other sources carry this CRM's ids (a relay that knows them).
+        default = native[settings.crm]
+    else:
+        token = f"THANKLY_{settings.crm.upper()}_TOKEN"
+        raise CrmNotConfigured(f"THANKLY_CRM={settings.crm} needs {token}")
+    return CrmRouter(default, native) if native else default

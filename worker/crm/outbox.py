@@ -80,7 +80,8 @@ def deliver_activity(
     def attempt() -> None:
         nonlocal made
         made += 1
-        crm.deliver(key, payload)
+        # Tried before (this round or an earlier one): the CRM may have it already.
+        crm.deliver(key, payload, retry=attempts + made > 1)
 
     now = clock.now()
     try:

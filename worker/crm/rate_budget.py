@@ -33,7 +33,8 @@ class RateBudget:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.name, self.limit, self.window = name, limit, window
-        self._redis = redis.Redis.from_url(redis_url) if redis_url else None
+        shared = (redis_url or "").startswith(("redis://", "rediss://"))
+        self._redis = redis.Redis.from_url(redis_url) if redis_url and shared else None
         self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
         self._local: dict[int, int] = {}

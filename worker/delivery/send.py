@@ -321,7 +321,8 @@ def send_letter(d: Delivery, letter_id: int) -> SendOutcome:
                 LetterStatus.SENT,
                 {"sent_at": sent_at, "last_error": None},
                 "email.sent",
-                {"subject": rendered.subject},
+                # The text goes to the CRM's timeline (HubSpot logs it on the email).
+                {"subject": rendered.subject, "text": rendered.text},
             ),
         )
     if left == LetterStatus.UNKNOWN:

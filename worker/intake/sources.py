@@ -95,7 +95,17 @@ def _hubspot(settings: Settings) -> Source:
     return build(settings)
 
 
-_FACTORIES: dict[str, SourceFactory] = {"generic": _generic, "hubspot": _hubspot}
+def _pipedrive(settings: Settings) -> Source:
+    from worker.crm.pipedrive.source import build
+
+    return build(settings)
+
+
+_FACTORIES: dict[str, SourceFactory] = {
+    "generic": _generic,
+    "hubspot": _hubspot,
+    "pipedrive": _pipedrive,
+}
 
 
 def register(name: str, factory: SourceFactory) -> None:

@@ -18,6 +18,7 @@ import httpx
 from worker.crm.adapters import retry_after_seconds
 from worker.crm.rate_budget import RateBudget
 from worker.retry import CallError
+from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +26,31 @@ PATHS = {
     "deal": "/crm/v3/objects/deals/{deal_id}",
     "contacts_batch_read": "/crm/v3/objects/contacts/batch/read",
     "owner": "/crm/v3/owners/{owner_id}",
+    "create": "/crm/v3/objects/{object_type}",
+    "search": "/crm/v3/objects/{object_type}/search",
+    "pipelines": "/crm/v3/pipelines/deals",
+}
+# HubSpot-defined association types (v4 "associationTypeId") from an engagement to a record.
+ASSOCIATION_TYPES = {
+    ("emails", "contact"): 198,
+    ("emails", "deal"): 210,
+    ("notes", "contact"): 202,
+    ("notes", "deal"): 214,
 }
 DEAL_PROPERTIES = ["dealname", "amount", "deal_currency_code", "hubspot_owner_id", "dealstage"]
 CONTACT_PROPERTIES = ["email", "firstname", "lastname", "hs_language", "hs_timezone"]
 # The daily limit resets at midnight in the account's zone: ask again in an hour.
 DAILY_LIMIT_WAIT = 3600.0
 TOKEN_REJECTED_WAIT = 300.0
+
+
+def from_settings(settings: Settings) -> HubSpotApi:
+    """The API client every Thankly process uses, drawing on one shared request budget."""
+    token = settings.hubspot_token
+    if token is None:  # rows wait (a passing error) until an operator sets it
+        raise CallError("THANKLY_HUBSPOT_TOKEN is not set", permanent=False, retry_after=300)
+    budget = RateBudget("hubspot", settings.hubspot_requests_per_10s, 10.0, settings.broker_url)
+    return HubSpotApi(settings.hubspot_api_base, token.get_secret_value(), budget)
 
 
 class HubSpotApi:
@@ -70,6 +90,52 @@ class HubSpotApi:
             if exc.permanent:  # a deactivated owner: the letter is signed by the brand
                 return None
             raise
+
+    def create(
+        self, object_type: str, properties: dict[str, Any], links: dict[str, str]
+    ) -> dict[str, Any]:
+        """An engagement (`emails`, `notes`) on the records in `links` ({"contact": id})."""
+        associations = [
+            {
+                "to": {"id": record_id},
+                "types": [
+                    {
+                        "associationCategory": "HUBSPOT_DEFINED",
+                        "associationTypeId": ASSOCIATION_TYPES[(object_type, kind)],
+                    }
+                ],
+            }
+            for kind, record_id in links.items()
+        ]
+        return self._call(
+            "POST",
+            PATHS["create"].format(object_type=object_type),
+            json={"properties": properties, "associations": associations},
+        )
+
+    def find(self, object_type: str, timestamp_ms: int, contact_id: str) -> str | None:
+        """The id of an engagement at this exact time on this contact: what a create whose
+        answer was lost (a timeout, a 502) left behind."""
+        filters = [
+            {"propertyName": "hs_timestamp", "operator": "EQ", "value": str(timestamp_ms)},
+            {"propertyName": "associations.contact", "operator": "EQ", "value": contact_id},
+        ]
+        answer = self._call(
+            "POST",
+            PATHS["search"].format(object_type=object_type),
+            json={"filterGroups": [{"filters": filters}], "limit": 1},
+        )
+        found = answer.get("results") or []
+        return str(found[0]["id"]) if found else None
+
+    def deal_stages(self) -> dict[str, str]:
+        """Every deal stage id in the account, with its pipeline's and its own label."""
+        answer = self._call("GET", PATHS["pipelines"])
+        return {
+            str(stage["id"]): f"{pipeline.get('label')}: {stage.get('label')}"
+            for pipeline in answer.get("results") or []
+            for stage in pipeline.get("stages") or []
+        }
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         self._budget.take()

@@ -23,8 +23,7 @@ from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from worker.crm.hubspot.api import HubSpotApi
-from worker.crm.rate_budget import RateBudget
+from worker.crm.hubspot.api import HubSpotApi, from_settings
 from worker.events import GenericEvent, validate_event
 from worker.intake.generic import is_json, parse_json
 from worker.intake.sources import RawEvent, Refused
@@ -67,13 +66,8 @@ class HubSpotSource:
 
     @cached_property
     def api(self) -> HubSpotApi:
-        token = self.settings.hubspot_token
-        if token is None:  # prepare() stops the API; a worker keeps the rows until it is set
-            raise CallError("THANKLY_HUBSPOT_TOKEN is not set", permanent=False, retry_after=300)
-        budget = RateBudget(
-            NAME, self.settings.hubspot_requests_per_10s, 10.0, self.settings.broker_url
-        )
-        return HubSpotApi(self.settings.hubspot_api_base, token.get_secret_value(), budget)
+        # prepare() stops the API without a token; a worker keeps the rows until it is set.
+        return from_settings(self.settings)
 
     def prepare(self) -> None:
         if self.settings.hubspot_token is None:

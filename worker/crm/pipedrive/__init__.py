@@ -1,0 +1,1 @@
+"""Pipedrive: webhooks in (source.py), activities and notes out (writeback.py)."""
