@@ -1,0 +1,312 @@
+"""`POST /webhooks/pipedrive` as Pipedrive posts it: webhooks v2 bodies behind HTTP basic
+auth, deduplicated on `meta.id`, both timestamp forms, answered before the API is asked,
+then enriched through an imitation of Pipedrive's API that asserts every request."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from tests.conftest import NOW, make_settings
+from tests.crm.pipedrive_api import RATE_LIMITED, TOKEN, UNAVAILABLE, PipedriveState, pipedrive_api
+from tests.helpers import all_letters
+from worker.clock import FixedClock
+from worker.crm.pipedrive.source import occurred_at
+from worker.http.app import create_app
+from worker.jobs import run_enqueued, run_job
+from worker.models import Event, InboxItem, InboxStatus, LetterStatus
+from worker.queue import INGEST_INBOX, RecordingDispatcher
+from worker.runtime import Runtime, build_runtime, set_runtime
+from worker.scheduling import tick
+
+USER, PASSWORD = "thankly", "a-long-random-webhook-password"
+JSON = {"content-type": "application/json"}
+
+
+def iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def basic(user: str = USER, password: str = PASSWORD) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {**JSON, "authorization": f"Basic {token}"}
+
+
+@pytest.fixture
+def crm() -> Iterator[tuple[str, PipedriveState]]:
+    with pipedrive_api() as (url, state):
+        state.deals["77"] = {
+            "id": 77, "title": "Wdrożenie CRM", "value": 12500, "currency": "PLN",
+            "status": "won", "owner_id": 9, "person_id": 5, "org_id": 3,
+            "update_time": iso(NOW - timedelta(minutes=1)),
+        }  # fmt: skip
+        state.persons["5"] = {
+            "id": 5, "name": "Zofia Nowak", "first_name": "Zofia", "last_name": "Nowak",
+            "emails": [{"value": "biuro@nowak.example", "primary": False, "label": "work"},
+                       {"value": "Zofia@Nowak.example", "primary": True, "label": "home"}],
+        }  # fmt: skip
+        state.users["9"] = {"id": 9, "name": "Piotr Zieliński", "email": "piotr@seller.example"}
+        yield url, state
+
+
+@pytest.fixture
+def pd(
+    tmp_path: Path,
+    db_url: str,
+    clock: FixedClock,
+    dispatcher: RecordingDispatcher,
+    crm: tuple[str, PipedriveState],
+) -> Iterator[Runtime]:
+    runtime = build_runtime(
+        make_settings(
+            tmp_path,
+            db_url,
+            pipedrive_webhook_user=USER,
+            pipedrive_webhook_password=SecretStr(PASSWORD),
+            pipedrive_token=SecretStr(TOKEN),
+            pipedrive_api_base=crm[0],
+            pipedrive_locale="pl",
+            pipedrive_timezone="Europe/Warsaw",
+        ),
+        clock=clock,
+        dispatcher=dispatcher,
+        sleep=lambda _: None,
+    )
+    set_runtime(runtime)
+    yield runtime
+    set_runtime(None)
+    runtime.engine.dispose()
+
+
+@pytest.fixture
+def pd_client(pd: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(pd), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def webhook(
+    meta_id: str, deal: int, status: str, previous: str | None, **meta: Any
+) -> dict[str, Any]:
+    """A deal `change` as webhooks v2 posts it: the whole deal, and what changed before."""
+    return {
+        "meta": {
+            "action": "change", "entity": "deal", "version": "2.0", "id": meta_id,
+            "entity_id": str(deal), "company_id": "12882925", "user_id": "9",
+            "timestamp": iso(NOW - timedelta(minutes=1)), "type": "general", "attempt": 1,
+            "host": "seller.pipedrive.com", "change_source": "app", **meta,
+        },
+        "data": {"id": deal, "title": "Wdrożenie CRM", "status": status, "value": 12500,
+                 "currency": "PLN", "owner_id": 9, "person_id": 5, "stage_id": 4},
+        "previous": None if previous is None else {"status": previous},
+    }  # fmt: skip
+
+
+def post(client: TestClient, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+    response: httpx.Response = client.post(
+        "/webhooks/pipedrive",
+        content=json.dumps(body),
+        headers=basic() if headers is None else headers,
+    )
+    return response
+
+
+def inbox(runtime: Runtime) -> list[InboxItem]:
+    with runtime.session_factory() as session:
+        return list(session.scalars(select(InboxItem).order_by(InboxItem.id)))
+
+
+def test_a_won_deal_is_answered_at_once_then_read_through_the_api_and_planned(
+    pd: Runtime,
+    pd_client: TestClient,
+    dispatcher: RecordingDispatcher,
+    crm: tuple[str, PipedriveState],
+) -> None:
+    state = crm[1]
+    response = post(pd_client, webhook("7d9a3c1e-0000-4000-8000-000000000001", 77, "won", "open"))
+    assert response.status_code == 202, response.text
+    assert state.calls == []  # the answer never waits for Pipedrive's API
+    [row] = inbox(pd)
+    assert (row.source, row.event_id) == (
+        "pipedrive", "pd:12882925:7d9a3c1e-0000-4000-8000-000000000001",
+    )  # fmt: skip
+
+    done = run_enqueued(pd, list(dispatcher.sent))
+    assert [outcome for _, _, outcome in done] == ["ingested"]
+    assert [(c.method, c.path) for c in state.calls] == [
+        ("GET", "/api/v2/deals/77"), ("GET", "/api/v2/persons/5"), ("GET", "/api/v1/users/9"),
+    ]  # fmt: skip
+    assert {c.headers["x-api-token"] for c in state.calls} == {TOKEN}
+    assert all("api_token" not in c.query for c in state.calls)  # never in a URL
+
+    [letter] = all_letters(pd)
+    # The primary address, not the first; the connection's language.
+    assert (letter.contact_email, letter.locale, letter.deal_id, letter.contact_id) == (
+        "zofia@nowak.example", "pl", "77", "5",
+    )  # fmt: skip
+    with pd.session_factory() as session:
+        event = session.scalars(select(Event)).one()
+    data = event.payload["data"]
+    assert data["owner"] == {"name": "Piotr Zieliński", "email": "piotr@seller.example"}
+    assert (data["deal"]["amount"], data["deal"]["currency"]) == ("12500", "PLN")
+    assert data["contact"]["timezone"] == "Europe/Warsaw"
+    assert event.occurred_at == NOW - timedelta(minutes=1)
+
+
+def test_meta_timestamp_is_accepted_as_iso_or_as_integer_seconds() -> None:
+    seconds = int(NOW.timestamp())
+    assert occurred_at(seconds) == NOW == occurred_at(str(seconds))
+    assert occurred_at(NOW.isoformat().replace("+00:00", "Z")) == NOW
+    assert occurred_at(NOW.replace(tzinfo=None).isoformat()) == NOW  # no zone: Pipedrive means UTC
+    for bad in (True, None, "yesterday", [1]):
+        with pytest.raises(ValueError):
+            occurred_at(bad)
+
+
+def test_an_integer_timestamp_is_stored_and_planned_like_an_iso_one(
+    pd: Runtime, pd_client: TestClient, dispatcher: RecordingDispatcher
+) -> None:
+    stamp = int((NOW - timedelta(minutes=1)).timestamp())
+    assert post(pd_client, webhook("101", 77, "won", "open", timestamp=stamp)).status_code == 202
+    run_enqueued(pd, list(dispatcher.sent))
+    with pd.session_factory() as session:
+        assert session.scalars(select(Event.occurred_at)).one() == NOW - timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        JSON,
+        basic(password="wrong"),
+        basic(user="admin"),
+        {**JSON, "authorization": f"Bearer {PASSWORD}"},
+        {**JSON, "authorization": "Basic !!not-base64!!"},
+        {
+            **JSON,
+            "authorization": "Basic " + base64.b64encode(f"{USER}{PASSWORD}".encode()).decode(),
+        },
+    ],
+    ids=["none", "wrong password", "wrong user", "bearer", "garbage", "no colon"],
+)
+def test_wrong_basic_auth_is_401_and_stores_nothing(
+    pd: Runtime, pd_client: TestClient, headers: dict[str, str]
+) -> None:
+    response = post(pd_client, webhook("102", 77, "won", "open"), headers)
+    assert response.status_code == 401
+    assert inbox(pd) == []
+
+
+def test_a_redelivery_of_the_same_meta_id_is_a_duplicate_and_one_letter(
+    pd: Runtime, pd_client: TestClient, dispatcher: RecordingDispatcher
+) -> None:
+    assert post(pd_client, webhook("103", 77, "won", "open")).status_code == 202
+    again = webhook("103", 77, "won", "open", attempt=2)
+    assert post(pd_client, again).json()["status"] == "duplicate"
+    run_enqueued(pd, list(dispatcher.sent))
+    assert len(inbox(pd)) == 1 and len(all_letters(pd)) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        webhook("104", 77, "won", None),  # a change that left the status alone
+        {**webhook("105", 77, "won", "open"), "previous": {"title": "old"}},
+        webhook("106", 77, "open", "open"),
+        webhook("107", 77, "won", "open", entity="person"),
+        webhook("108", 77, "won", "open", action="create"),
+    ],
+    ids=["no previous", "other field", "same status", "person", "create"],
+)
+def test_changes_thankly_does_not_act_on_are_acknowledged_and_not_stored(
+    pd: Runtime, pd_client: TestClient, body: dict[str, Any]
+) -> None:
+    response = post(pd_client, body)
+    assert (response.status_code, response.json()) == (200, {"status": "ignored"})
+    assert inbox(pd) == []
+
+
+def test_a_v1_body_or_a_missing_id_is_refused_with_the_reason(
+    pd: Runtime, pd_client: TestClient
+) -> None:
+    v1 = {"v": 1, "meta": {"v": 1, "action": "updated", "object": "deal", "id": 5},
+          "current": {"id": 77, "status": "won"}, "previous": {"status": "open"}}  # fmt: skip
+    response = post(pd_client, v1)
+    assert response.status_code == 422 and "version 2.0" in response.json()["error"]
+    no_id = webhook("", 77, "won", "open")
+    assert post(pd_client, no_id).status_code == 422
+    bad_time = webhook("109", 77, "won", "open", timestamp="last tuesday")
+    assert post(pd_client, bad_time).status_code == 422
+    assert inbox(pd) == []
+
+
+def test_lost_cancels_and_reopened_then_won_again_plans_anew(
+    pd: Runtime,
+    pd_client: TestClient,
+    dispatcher: RecordingDispatcher,
+    crm: tuple[str, PipedriveState],
+) -> None:
+    post(pd_client, webhook("110", 77, "won", "open"))
+    run_enqueued(pd, list(dispatcher.sent))
+    calls = len(crm[1].calls)
+    dispatcher.sent.clear()
+    post(pd_client, webhook("111", 77, "open", "won", timestamp=iso(NOW - timedelta(seconds=50))))
+    run_enqueued(pd, list(dispatcher.sent))
+    assert len(crm[1].calls) == calls  # a reopen needs only the deal id
+    assert [x.status for x in all_letters(pd)] == [LetterStatus.CANCELLED]
+    dispatcher.sent.clear()
+    post(pd_client, webhook("112", 77, "won", "open", timestamp=iso(NOW - timedelta(seconds=40))))
+    post(pd_client, webhook("113", 77, "lost", "won", timestamp=iso(NOW - timedelta(seconds=30))))
+    run_enqueued(pd, list(dispatcher.sent))
+    assert [x.status for x in all_letters(pd)] == [LetterStatus.CANCELLED] * 2
+
+
+def test_a_429_storm_ends_with_the_letter_planned_and_nothing_parked(
+    pd: Runtime, pd_client: TestClient, clock: FixedClock, crm: tuple[str, PipedriveState]
+) -> None:
+    crm[1].failures = [RATE_LIMITED] * 5 + [UNAVAILABLE] * 2
+    post(pd_client, webhook("114", 77, "won", "open"))
+    [row] = inbox(pd)
+    outcomes = []
+    for minute in range(1, 60):
+        outcome = run_job(pd, INGEST_INBOX, row.id)
+        outcomes.append(outcome)
+        [row] = inbox(pd)
+        assert row.status != InboxStatus.FAILED
+        if outcome == "ingested":
+            break
+        assert "429" in (row.error or "") or "503" in (row.error or "")
+        clock.set(NOW + timedelta(minutes=minute * 10))
+        tick.tick(pd)
+    assert outcomes[-1] == "ingested" and "retry" in outcomes
+    assert [x.status for x in all_letters(pd)] == [LetterStatus.SCHEDULED]
+
+
+def test_a_person_without_an_address_is_parked_with_the_reason(
+    pd: Runtime,
+    pd_client: TestClient,
+    dispatcher: RecordingDispatcher,
+    crm: tuple[str, PipedriveState],
+) -> None:
+    crm[1].persons["5"]["emails"] = []
+    post(pd_client, webhook("115", 77, "won", "open"))
+    run_enqueued(pd, list(dispatcher.sent))
+    [row] = inbox(pd)
+    assert row.status == InboxStatus.FAILED
+    assert "person 5 has no email address" in (row.error or "")
+    assert all_letters(pd) == []
+
+
+def test_without_pipedrive_configured_the_url_says_so(client: TestClient, runtime: Runtime) -> None:
+    response = client.post("/webhooks/pipedrive", content=b"{}", headers=basic())
+    assert response.status_code == 404
+    assert "THANKLY_PIPEDRIVE_WEBHOOK_USER" in response.json()["error"]
+    assert inbox(runtime) == []
