@@ -105,7 +105,7 @@ def pg_clean_url(pg_url: str) -> str:
         conn.execute(
             text(
                 "TRUNCATE audit_log, crm_activities, opens, clicks, suppressions, attempts, "
-                "letters, events, inbox RESTART IDENTITY CASCADE"
+                "letters, events, inbox, crm_sync RESTART IDENTITY CASCADE"
             )
         )
     engine.dispose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from worker import jobs
-from worker.queue import DELIVER_ACTIVITY, INGEST_INBOX, SEND_LETTER
+from worker.queue import DELIVER_ACTIVITY, INGEST_INBOX, RECONCILE_CRM, SEND_LETTER
 from worker.runtime import Runtime
 
 
@@ -15,7 +15,7 @@ def test_every_task_the_code_enqueues_has_a_job_and_a_celery_task() -> None:
     import tasks.sending  # noqa: F401 - registers the tasks
     from worker.celery_app import app
 
-    enqueued = {INGEST_INBOX, SEND_LETTER, DELIVER_ACTIVITY}
+    enqueued = {INGEST_INBOX, SEND_LETTER, DELIVER_ACTIVITY, RECONCILE_CRM}
     assert set(jobs.JOBS) == enqueued
     assert enqueued <= set(app.tasks)
 
@@ -26,6 +26,7 @@ def test_every_task_the_code_enqueues_has_a_job_and_a_celery_task() -> None:
         ("tasks.intake", "ingest_inbox", INGEST_INBOX),
         ("tasks.sending", "send_letter", SEND_LETTER),
         ("tasks.crm", "deliver_activity", DELIVER_ACTIVITY),
+        ("tasks.crm", "reconcile_crm", RECONCILE_CRM),
     ],
 )
 def test_a_celery_task_runs_its_job_through_the_table(

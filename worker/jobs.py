@@ -19,7 +19,7 @@ from worker.crm.outbox import deliver_activity as deliver
 from worker.delivery.send import send_letter as send
 from worker.intake.ingest import ingest, mark_failed
 from worker.planning.rules import RulesError
-from worker.queue import DELIVER_ACTIVITY, INGEST_INBOX, SEND_LETTER
+from worker.queue import DELIVER_ACTIVITY, INGEST_INBOX, RECONCILE_CRM, SEND_LETTER
 
 if TYPE_CHECKING:
     from worker.runtime import Runtime
@@ -64,10 +64,18 @@ def deliver_activity(runtime: Runtime, activity_id: int) -> str:
     )
 
 
+def reconcile_crm(runtime: Runtime, sync_id: int) -> str:
+    """Catch up on the won deals a CRM's webhooks missed (one crm_sync row)."""
+    from worker.crm.reconcile import run_claimed
+
+    return run_claimed(runtime, sync_id)
+
+
 JOBS: Mapping[str, Job] = {
     INGEST_INBOX: ingest_inbox,
     SEND_LETTER: send_letter,
     DELIVER_ACTIVITY: deliver_activity,
+    RECONCILE_CRM: reconcile_crm,
 }
 
 

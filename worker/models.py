@@ -260,3 +260,18 @@ class AuditEntry(Base):
     email: Mapped[str | None] = mapped_column(String(320))  # for entries about an address
     reason: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+
+
+class CrmSync(Base):
+    """Reconciliation's state per natively connected CRM: how far it has looked, and when
+    the scheduler next runs it (claimed by conditional update: one run at a time)."""
+
+    __tablename__ = "crm_sync"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32), unique=True)
+    # Deals won before this were looked at (minus the settle time, see worker.crm.reconcile).
+    reconciled_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_run_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_report: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

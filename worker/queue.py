@@ -10,6 +10,7 @@ log = logging.getLogger(__name__)
 INGEST_INBOX = "thankly.ingest_inbox"
 SEND_LETTER = "thankly.send_letter"
 DELIVER_ACTIVITY = "thankly.deliver_activity"
+RECONCILE_CRM = "thankly.reconcile_crm"
 
 
 class Dispatcher(Protocol):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from tests.crm.imitation import Answer, Call, Imitation, serve
@@ -18,6 +19,11 @@ TOKEN = "pat-eu1-test-token"
 # Engagement association types HubSpot defines, by (engagement, record).
 ASSOCIATION_TYPES = {("emails", 198): "contact", ("emails", 210): "deal",
                      ("notes", 202): "contact", ("notes", 214): "deal"}  # fmt: skip
+
+
+def _ms(iso: str) -> int:
+    """HubSpot answers date-times as ISO 8601 and filters on milliseconds."""
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def _ok(body: Any, status: int = 200) -> Answer:
@@ -112,9 +118,9 @@ class HubSpotState(Imitation):
                 d
                 for d in self.deals.values()
                 if d["properties"].get("dealstage") in stages
-                and int(d["properties"]["hs_lastmodifieddate"]) >= since
+                and _ms(d["properties"]["hs_lastmodifieddate"]) >= since
             ),
-            key=lambda d: int(d["properties"]["hs_lastmodifieddate"]),
+            key=lambda d: _ms(d["properties"]["hs_lastmodifieddate"]),
         )
         start = int(body.get("after") or 0)
         page = matching[start : start + min(body.get("limit", 10), self.search_page)]

@@ -8,12 +8,19 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from worker.crm.outbox import claim_due_activities
+from worker.crm.reconcile import claim_due_runs, connected
 from worker.healthcheck import HEARTBEAT_FILE
 from worker.intake.sweeper import claim_stale_inbox
-from worker.queue import DELIVER_ACTIVITY, INGEST_INBOX, SEND_LETTER, send_quietly
+from worker.queue import (
+    DELIVER_ACTIVITY,
+    INGEST_INBOX,
+    RECONCILE_CRM,
+    SEND_LETTER,
+    send_quietly,
+)
 from worker.runtime import Runtime
 from worker.scheduling.claims import (
     claim_due_letters,
@@ -57,7 +64,21 @@ def tick(runtime: Runtime) -> TickReport:
     activities = claim_due_activities(runtime.session_factory, now, lease=lease)
     for activity_id in activities:
         send_quietly(runtime.dispatcher, DELIVER_ACTIVITY, activity_id)
+    _reconcile_when_due(runtime, now)
     return TickReport(len(inbox), len(due), len(stuck), len(lost), len(activities))
+
+
+def _reconcile_when_due(runtime: Runtime, now: datetime) -> None:
+    """Every THANKLY_CRM_RECONCILE_MINUTES, one reconciliation per connected CRM."""
+    minutes = runtime.settings.crm_reconcile_minutes
+    if not minutes:
+        return
+    names = sorted(connected(runtime))
+    if not names:
+        return
+    every = timedelta(minutes=minutes)
+    for sync_id in claim_due_runs(runtime.session_factory, names, now, every):
+        send_quietly(runtime.dispatcher, RECONCILE_CRM, sync_id)
 
 
 def run_forever(runtime: Runtime, stop: threading.Event) -> None:

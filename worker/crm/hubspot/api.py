@@ -29,7 +29,9 @@ PATHS = {
     "create": "/crm/v3/objects/{object_type}",
     "search": "/crm/v3/objects/{object_type}/search",
     "pipelines": "/crm/v3/pipelines/deals",
+    "deals_search": "/crm/v3/objects/deals/search",
 }
+SEARCH_PAGE = 100  # HubSpot's largest search page
 # HubSpot-defined association types (v4 "associationTypeId") from an engagement to a record.
 ASSOCIATION_TYPES = {
     ("emails", "contact"): 198,
@@ -127,6 +129,28 @@ class HubSpotApi:
         )
         found = answer.get("results") or []
         return str(found[0]["id"]) if found else None
+
+    def won_deals(self, stages: list[str], since_ms: int) -> list[dict[str, Any]]:
+        """Deals now in one of `stages`, modified since `since_ms`, oldest change first,
+        every page (search pages with `paging.next.after`)."""
+        filters = [
+            {"propertyName": "dealstage", "operator": "IN", "values": stages},
+            {"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": str(since_ms)},
+        ]
+        query: dict[str, Any] = {
+            "filterGroups": [{"filters": filters}],
+            "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}],
+            "properties": ["dealstage", "closedate", "hs_lastmodifieddate"],
+            "limit": SEARCH_PAGE,
+        }
+        deals: list[dict[str, Any]] = []
+        while True:
+            answer = self._call("POST", PATHS["deals_search"], json=query)
+            deals.extend(answer.get("results") or [])
+            after = ((answer.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return deals
+            query["after"] = after
 
     def deal_stages(self) -> dict[str, str]:
         """Every deal stage id in the account, with its pipeline's and its own label."""

@@ -18,12 +18,13 @@ import hmac
 import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from worker.crm.hubspot.api import HubSpotApi, from_settings
+from worker.crm.reconcile import WonDeal
 from worker.events import GenericEvent, validate_event
 from worker.intake.generic import is_json, parse_json
 from worker.intake.sources import RawEvent, Refused
@@ -130,6 +131,31 @@ class HubSpotSource:
         # Any other stage: a deal that was won is open again (a no-op for other deals).
         return "deal.reopened" if stage else None
 
+    def won_since(self, since: datetime) -> list[WonDeal]:
+        """Won deals changed since `since`, each as the stage change its webhook would
+        have been (worker.crm.reconcile decides which ones were missed)."""
+        found = []
+        for deal in self.api.won_deals(sorted(self.won), int(since.timestamp() * 1000)):
+            props = deal.get("properties") or {}
+            changed = _time(props.get("hs_lastmodifieddate"))
+            closed = _time(props.get("closedate"))
+            if changed is None:
+                continue
+            # The close date is the won moment unless a person set it long before.
+            won_at = (
+                closed if closed and since - timedelta(days=1) <= closed <= changed else changed
+            )
+            won_ms = int(won_at.timestamp() * 1000)
+            event = {
+                "eventId": 0, "subscriptionId": 0, "portalId": 0, "attemptNumber": 0,
+                "subscriptionType": "deal.propertyChange", "objectId": str(deal["id"]),
+                "propertyName": "dealstage", "propertyValue": props.get("dealstage"),
+                "occurredAt": won_ms, "changeSource": "THANKLY_RECONCILIATION",
+            }  # fmt: skip
+            raw = RawEvent(f"hs:reconcile:{deal['id']}:{won_ms}", json.dumps(event, sort_keys=True))
+            found.append(WonDeal(str(deal["id"]), won_at, raw))
+        return found
+
     def translate(self, raw: str) -> GenericEvent:
         event = json.loads(raw)
         kind = self._kind(event)
@@ -175,6 +201,18 @@ class HubSpotSource:
             name = " ".join(p for p in (owner.get("firstName"), owner.get("lastName")) if p)
             data["owner"] = {"name": name or None, "email": owner.get("email")}
         return data
+
+
+def _time(value: Any) -> datetime | None:
+    """A HubSpot date-time property: ISO 8601, or milliseconds since the epoch."""
+    text = str(value or "")
+    try:
+        if text.isdigit():
+            return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, OverflowError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _zone(value: Any) -> str | None:

@@ -22,6 +22,7 @@ from functools import cached_property
 from typing import Any
 
 from worker.crm.pipedrive.api import PipedriveApi, from_settings
+from worker.crm.reconcile import WonDeal
 from worker.events import GenericEvent, validate_event
 from worker.intake.generic import is_json, parse_json
 from worker.intake.sources import RawEvent, Refused
@@ -124,6 +125,28 @@ class PipedriveSource:
             given = b""
         if scheme.lower() != "basic" or not hmac.compare_digest(given, self._expected):
             raise Refused(401, "missing or wrong basic-auth credentials")
+
+    def won_since(self, since: datetime) -> list[WonDeal]:
+        """Won deals updated since `since`, each as the status change its webhook would
+        have been (worker.crm.reconcile decides which ones were missed)."""
+        found = []
+        for deal in self.api.won_deals(since):
+            try:
+                won_at = occurred_at(deal.get("won_time") or deal.get("update_time"))
+            except (ValueError, OverflowError, OSError):
+                continue
+            stamp = won_at.isoformat().replace("+00:00", "Z")
+            meta_id = f"reconcile:{deal['id']}:{stamp}"
+            body = {
+                "meta": {"action": "change", "entity": "deal", "version": "2.0", "id": meta_id,
+                         "entity_id": str(deal["id"]), "timestamp": stamp,
+                         "change_source": "thankly-reconciliation"},
+                "data": deal,
+                "previous": {"status": "open"},
+            }  # fmt: skip
+            raw = RawEvent(f"pd::{meta_id}", json.dumps(body, sort_keys=True, ensure_ascii=False))
+            found.append(WonDeal(str(deal["id"]), won_at, raw))
+        return found
 
     def translate(self, raw: str) -> GenericEvent:
         payload = json.loads(raw)
