@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     hubspot_timezone: str | None = None
     # HubSpot allows a private app 190 requests per 10 s: shared by every Thankly process.
     hubspot_requests_per_10s: int = Field(default=150, ge=1, le=190)
+    # Contact properties whose change is feedback (a 0-100 rating) or a referral (the
+    # referred person's name); each needs a contact.propertyChange subscription.
+    hubspot_feedback_property: str | None = None
+    hubspot_feedback_text_property: str | None = None
+    hubspot_referral_property: str | None = None
     pipedrive_token: SecretStr | None = None
     pipedrive_webhook_user: str | None = None
     pipedrive_webhook_password: SecretStr | None = None
@@ -108,6 +113,10 @@ class Settings(BaseSettings):
     pipedrive_timezone: str | None = None
     # Pipedrive's burst limit is per 2-second window and per token, shared by every process.
     pipedrive_requests_per_2s: int = Field(default=20, ge=1, le=200)
+    # Deal fields (their API keys) whose change is feedback (a 0-100 rating) or a referral
+    # (the referred person's name).
+    pipedrive_feedback_field: str | None = None
+    pipedrive_referral_field: str | None = None
     # HubSpot and Pipedrive: how far back `thankly crm reconcile` looks the first time, and
     # how often the scheduler runs it (0: only by hand).
     crm_reconcile_days: int = Field(default=3, ge=1, le=90)

@@ -59,6 +59,12 @@ class HubSpotState(Imitation):
         if call.method == "GET" and parts[:4] == ["crm", "v3", "objects", "deals"]:
             deal = self.deals.get(parts[4])
             return _ok(deal) if deal else _ok({"message": "not found"}, 404)
+        if call.method == "GET" and parts[:4] == ["crm", "v3", "objects", "contacts"]:
+            contact = self.contacts.get(parts[4])
+            if contact is None:
+                return _ok({"message": "resource not found"}, 404)
+            wanted = call.query["properties"][0].split(",")
+            return _ok({"id": parts[4], "properties": {p: contact.get(p) for p in wanted}})
         if call.method == "POST" and call.path == "/crm/v3/objects/contacts/batch/read":
             wanted = [i["id"] for i in call.body["inputs"]]
             results = [

@@ -73,6 +73,9 @@ def hub(
             hubspot_token=SecretStr(TOKEN),
             hubspot_api_base=crm[0],
             hubspot_won_stages="closedwon, 1234567",
+            hubspot_feedback_property="nps_score",
+            hubspot_feedback_text_property="nps_comment",
+            hubspot_referral_property="referred_friend",
         ),
         clock=clock,
         dispatcher=dispatcher,
@@ -325,3 +328,57 @@ def test_the_request_budget_is_shared_through_redis(redis_url: str) -> None:
     with pytest.raises(CallError) as caught:
         slow.take()  # a wait longer than a task should hold: handed to the retry policy
     assert not caught.value.permanent and caught.value.retry_after == 50.0
+
+
+def contact_change(event_id: int, contact: str, prop: str, value: str) -> dict[str, Any]:
+    return change(event_id, contact, value, subscriptionType="contact.propertyChange",
+                  propertyName=prop)  # fmt: skip
+
+
+def test_configured_contact_properties_become_feedback_and_referrals(
+    hub: Runtime,
+    hub_client: TestClient,
+    dispatcher: RecordingDispatcher,
+    crm: tuple[str, HubSpotState],
+) -> None:
+    state = crm[1]
+    state.contacts["201"]["nps_comment"] = "Lieferung kam zu spät."
+    state.contacts["203"] = {"email": "piotr@example.pl", "firstname": "Piotr", "hs_language": "pl"}
+    batch = [
+        contact_change(11, "201", "nps_score", "3"),
+        contact_change(12, "203", "referred_friend", "Jan Kowalski"),
+        contact_change(13, "203", "phone", "+48 600 000 000"),  # not configured: ignored
+        {
+            **contact_change(14, "201", "nps_score", "9"),
+            "subscriptionType": "object.propertyChange",
+            "objectTypeId": "0-1",
+        },  # the newer form of the same subscription
+    ]
+    response = post(hub_client, batch)
+    assert response.status_code == 202 and response.json()["new"] == 3
+    run_enqueued(hub, list(dispatcher.sent))
+    reads = [c for c in state.calls if c.path.startswith("/crm/v3/objects/contacts/")]
+    assert [c.path for c in reads] == [f"/crm/v3/objects/contacts/{i}" for i in (201, 203, 201)]
+    assert "nps_comment" in reads[0].query["properties"][0].split(",")
+    with hub.session_factory() as session:
+        from worker.models import Event
+
+        events = {e.external_id: e for e in session.scalars(select(Event))}
+    feedback = [e for e in events.values() if e.type == "feedback.logged"]
+    assert sorted(e.payload["data"]["feedback"]["rating"] for e in feedback) == [3, 9]
+    low = next(e for e in feedback if e.payload["data"]["feedback"]["rating"] == 3)
+    assert low.payload["data"]["feedback"]["text"] == "Lieferung kam zu spät."
+    [referral] = [e for e in events.values() if e.type == "referral.made"]
+    assert referral.payload["data"]["referral"]["referred_name"] == "Jan Kowalski"
+    letters = sorted((x.letter, x.contact_email) for x in all_letters(hub))
+    assert ("feedback_negative", "katrin.mueller@example.de") in letters
+    assert ("referral_made", "piotr@example.pl") in letters
+
+
+def test_a_rating_that_is_not_a_number_is_parked_with_the_reason(
+    hub: Runtime, hub_client: TestClient, dispatcher: RecordingDispatcher
+) -> None:
+    post(hub_client, [contact_change(15, "201", "nps_score", "great")])
+    run_enqueued(hub, list(dispatcher.sent))
+    [row] = inbox(hub)
+    assert row.status == InboxStatus.FAILED and "'great', not a rating" in (row.error or "")

@@ -30,6 +30,7 @@ from worker.runtime import Runtime, build_runtime, set_runtime
 from worker.scheduling import tick
 
 USER, PASSWORD = "thankly", "a-long-random-webhook-password"
+FEEDBACK_FIELD = "d4de1c1518b4531717c676029a45911c340390a9"  # a custom field's API key
 JSON = {"content-type": "application/json"}
 
 
@@ -77,6 +78,8 @@ def pd(
             pipedrive_api_base=crm[0],
             pipedrive_locale="pl",
             pipedrive_timezone="Europe/Warsaw",
+            pipedrive_feedback_field=FEEDBACK_FIELD,
+            pipedrive_referral_field="referral_name",
         ),
         clock=clock,
         dispatcher=dispatcher,
@@ -310,3 +313,27 @@ def test_without_pipedrive_configured_the_url_says_so(client: TestClient, runtim
     assert response.status_code == 404
     assert "THANKLY_PIPEDRIVE_WEBHOOK_USER" in response.json()["error"]
     assert inbox(runtime) == []
+
+
+def test_configured_deal_fields_become_feedback_and_referrals(
+    pd: Runtime, pd_client: TestClient, dispatcher: RecordingDispatcher
+) -> None:
+    rated = webhook("120", 77, "won", None)
+    rated["data"]["custom_fields"] = {FEEDBACK_FIELD: {"type": "double", "value": 4}}
+    rated["previous"] = {"custom_fields": {FEEDBACK_FIELD: None}}
+    referred = webhook("121", 77, "won", None)
+    referred["data"]["custom_fields"] = {"referral_name": {"type": "varchar", "value": "Jan Nowak"}}
+    referred["previous"] = {"custom_fields": {"referral_name": {"type": "varchar", "value": ""}}}
+    unchanged = webhook("122", 77, "won", None)
+    unchanged["data"]["custom_fields"] = {FEEDBACK_FIELD: {"type": "double", "value": 4}}
+    unchanged["previous"] = {"title": "renamed"}  # the rating was there before: no event
+    assert post(pd_client, rated).status_code == 202
+    assert post(pd_client, referred).status_code == 202
+    assert post(pd_client, unchanged).json() == {"status": "ignored"}
+    run_enqueued(pd, list(dispatcher.sent))
+    with pd.session_factory() as session:
+        events = {e.type: e.payload["data"] for e in session.scalars(select(Event))}
+    assert events["feedback.logged"]["feedback"]["rating"] == 4
+    assert events["feedback.logged"]["contact"]["email"] == "zofia@nowak.example"
+    assert events["referral.made"]["referral"]["referred_name"] == "Jan Nowak"
+    assert sorted(x.letter for x in all_letters(pd)) == ["feedback_negative", "referral_made"]

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 PATHS = {
     "deal": "/crm/v3/objects/deals/{deal_id}",
+    "contact": "/crm/v3/objects/contacts/{contact_id}",
     "contacts_batch_read": "/crm/v3/objects/contacts/batch/read",
     "owner": "/crm/v3/owners/{owner_id}",
     "create": "/crm/v3/objects/{object_type}",
@@ -72,6 +73,11 @@ class HubSpotApi:
             PATHS["deal"].format(deal_id=deal_id),
             params={"properties": ",".join(DEAL_PROPERTIES), "associations": "contacts"},
         )
+
+    def contact(self, contact_id: str, extra: list[str]) -> dict[str, Any]:
+        properties = ",".join(dict.fromkeys(CONTACT_PROPERTIES + extra))
+        path = PATHS["contact"].format(contact_id=contact_id)
+        return self._call("GET", path, params={"properties": properties})
 
     def contacts(self, ids: list[str]) -> list[dict[str, Any]]:
         """The contacts, in the order asked for (a batch read answers in any order)."""

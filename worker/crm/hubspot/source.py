@@ -40,6 +40,7 @@ _DECODED = {
 }  # fmt: skip
 _ENCODED = re.compile("|".join(_DECODED), re.IGNORECASE)
 DEAL_TYPE_ID = "0-3"  # objectTypeId of deals in object.propertyChange events
+CONTACT_TYPE_ID = "0-1"
 _REQUIRED = ("eventId", "subscriptionId", "portalId", "occurredAt", "subscriptionType", "objectId")
 
 
@@ -116,12 +117,23 @@ class HubSpotSource:
             raise Refused(401, "X-HubSpot-Signature-v3 does not match")
 
     def _kind(self, event: dict[str, Any]) -> str | None:
-        """deal.closed / deal.lost / deal.reopened for a deal-stage change, else None."""
+        """deal.closed / deal.lost / deal.reopened for a deal-stage change; feedback.logged
+        / referral.made for a change of the configured contact property; else None."""
         kind = event.get("subscriptionType")
+        of_type = str(event.get("objectTypeId"))
         is_deal = kind == "deal.propertyChange" or (
-            kind == "object.propertyChange" and str(event.get("objectTypeId")) == DEAL_TYPE_ID
+            kind == "object.propertyChange" and of_type == DEAL_TYPE_ID
         )
-        if not is_deal or event.get("propertyName") != "dealstage":
+        is_contact = kind == "contact.propertyChange" or (
+            kind == "object.propertyChange" and of_type == CONTACT_TYPE_ID
+        )
+        name = event.get("propertyName")
+        if is_contact and name and event.get("propertyValue") not in (None, ""):
+            if name == self.settings.hubspot_feedback_property:
+                return "feedback.logged"
+            if name == self.settings.hubspot_referral_property:
+                return "referral.made"
+        if not is_deal or name != "dealstage":
             return None
         stage = str(event.get("propertyValue") or "")
         if stage in self.won:
@@ -163,11 +175,50 @@ class HubSpotSource:
             raise ValueError("not a deal-stage change Thankly acts on")
         deal_id = str(event["objectId"])
         occurred = datetime.fromtimestamp(int(event["occurredAt"]) / 1000, tz=UTC)
-        if kind != "deal.closed":  # cancelling needs the deal id only: no API call
-            data: dict[str, Any] = {"deal": {"id": deal_id}}
+        if kind in ("feedback.logged", "referral.made"):
+            data: dict[str, Any] = self._contact_event(kind, event)
+        elif kind != "deal.closed":  # cancelling needs the deal id only: no API call
+            data = {"deal": {"id": deal_id}}
         else:
             data = self._enriched(deal_id)
         return validate_event({"type": kind, "timestamp": occurred.isoformat(), "data": data})
+
+    def _contact_event(self, kind: str, event: dict[str, Any]) -> dict[str, Any]:
+        """A contact's feedback or referral: the contact read through the API, the value
+        from the webhook (what changed, even if it changed again since)."""
+        contact_id = str(event["objectId"])
+        text_property = self.settings.hubspot_feedback_text_property
+        record = self.api.contact(contact_id, [text_property] if text_property else [])
+        person = record.get("properties") or {}
+        if not person.get("email"):
+            raise ValueError(f"HubSpot contact {contact_id} has no email address")
+        data: dict[str, Any] = {"contact": self._contact(contact_id, person)}
+        value = str(event["propertyValue"]).strip()
+        if kind == "referral.made":
+            data["referral"] = {"referred_name": value[:200]}
+            return data
+        try:
+            rating = round(float(value))
+        except ValueError:
+            raise ValueError(f"{event['propertyName']} is {value!r}, not a rating") from None
+        feedback: dict[str, Any] = {
+            "id": f"hs-{contact_id}-{event['occurredAt']}",
+            "rating": rating,
+        }
+        if text_property and person.get(text_property):
+            feedback["text"] = str(person[text_property])[:5000]
+        data["feedback"] = feedback
+        return data
+
+    def _contact(self, contact_id: str, person: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": contact_id,
+            "email": person["email"],
+            "first_name": person.get("firstname"),
+            "last_name": person.get("lastname"),
+            "locale": person.get("hs_language") or self.settings.hubspot_locale,
+            "timezone": _zone(person.get("hs_timezone")) or self.settings.hubspot_timezone,
+        }
 
     def _enriched(self, deal_id: str) -> dict[str, Any]:
         deal = self.api.deal(deal_id)
@@ -181,14 +232,7 @@ class HubSpotSource:
         owner_id = props.get("hubspot_owner_id")
         owner = self.api.owner(str(owner_id)) if owner_id else None
         data: dict[str, Any] = {
-            "contact": {
-                "id": str(contacts[0]["id"]),
-                "email": person["email"],
-                "first_name": person.get("firstname"),
-                "last_name": person.get("lastname"),
-                "locale": person.get("hs_language") or self.settings.hubspot_locale,
-                "timezone": _zone(person.get("hs_timezone")) or self.settings.hubspot_timezone,
-            },
+            "contact": self._contact(str(contacts[0]["id"]), person),
             "deal": {
                 "id": deal_id,
                 "number": deal_id,

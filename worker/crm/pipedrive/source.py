@@ -59,6 +59,32 @@ def deal_kind(data: Any, previous: Any) -> str | None:
     return None
 
 
+def field_value(record: Any, key: str) -> Any:
+    """A deal field's value in a webhook v2 `data` or `previous`: custom fields sit under
+    `custom_fields` ({"type", "value"} or the bare value), standard ones at the top."""
+    if not isinstance(record, dict):
+        return None
+    custom = record.get("custom_fields")
+    if isinstance(custom, dict) and key in custom:
+        value = custom[key]
+        return value.get("value") if isinstance(value, dict) else value
+    return record.get(key)
+
+
+def _changed(payload: dict[str, Any], key: str | None) -> Any:
+    """The field's new value when this change set it, else None."""
+    if not key:
+        return None
+    previous, data = payload.get("previous"), payload.get("data")
+    if not isinstance(previous, dict):
+        return None
+    in_previous = key in previous or key in (previous.get("custom_fields") or {})
+    new = field_value(data, key)
+    if not in_previous or new in (None, "") or new == field_value(previous, key):
+        return None
+    return new
+
+
 def primary_email(person: dict[str, Any]) -> str | None:
     """v2 persons list `emails`, v1 `email`: the primary one, else the first."""
     emails = person.get("emails") or person.get("email") or []
@@ -112,7 +138,7 @@ class PipedriveSource:
             ) from None
         if meta.get("entity") != "deal" or meta.get("action") != "change":
             return []
-        if deal_kind(payload.get("data"), payload.get("previous")) is None:
+        if self.kind(payload) is None:
             return []
         event_id = f"pd:{meta.get('company_id', '')}:{meta['id']}"
         return [RawEvent(event_id, json.dumps(payload, sort_keys=True, ensure_ascii=False))]
@@ -148,14 +174,38 @@ class PipedriveSource:
             found.append(WonDeal(str(deal["id"]), won_at, raw))
         return found
 
+    def kind(self, payload: dict[str, Any]) -> str | None:
+        """The event a deal change is: a status change, or a set feedback/referral field."""
+        kind = deal_kind(payload.get("data"), payload.get("previous"))
+        if kind is not None:
+            return kind
+        if _changed(payload, self.settings.pipedrive_feedback_field) is not None:
+            return "feedback.logged"
+        if _changed(payload, self.settings.pipedrive_referral_field) is not None:
+            return "referral.made"
+        return None
+
     def translate(self, raw: str) -> GenericEvent:
         payload = json.loads(raw)
-        kind = deal_kind(payload.get("data"), payload.get("previous"))
+        kind = self.kind(payload)
         if kind is None:
-            raise ValueError("not a deal-status change Thankly acts on")
+            raise ValueError("not a deal change Thankly acts on")
         deal_id = str(payload["data"]["id"])
         occurred = occurred_at(payload["meta"]["timestamp"])
-        data = self.enriched(deal_id) if kind == "deal.closed" else {"deal": {"id": deal_id}}
+        if kind in ("deal.lost", "deal.reopened"):  # cancelling needs the deal id only
+            data: dict[str, Any] = {"deal": {"id": deal_id}}
+        else:
+            data = self.enriched(deal_id)
+        if kind == "feedback.logged":
+            value = _changed(payload, self.settings.pipedrive_feedback_field)
+            try:
+                rating = round(float(value))
+            except (TypeError, ValueError):
+                raise ValueError(f"the feedback field is {value!r}, not a rating") from None
+            data["feedback"] = {"id": f"pd-{payload['meta']['id']}", "rating": rating}
+        elif kind == "referral.made":
+            name = str(_changed(payload, self.settings.pipedrive_referral_field)).strip()
+            data["referral"] = {"referred_name": name[:200]}
         return validate_event({"type": kind, "timestamp": occurred.isoformat(), "data": data})
 
     def enriched(self, deal_id: str) -> dict[str, Any]:
