@@ -406,3 +406,30 @@ def test_without_thankly_public_url_settings_follow_the_running_instance(
     assert Settings(var_dir=tmp_path).public_url == "http://127.0.0.1:8123"
     monkeypatch.setenv("THANKLY_PUBLIC_URL", "https://thanks.shop.example/")
     assert Settings(var_dir=tmp_path).public_url == "https://thanks.shop.example"
+
+
+@pytest.mark.parametrize(
+    ("half", "missing"),
+    [
+        ({"THANKLY_HUBSPOT_CLIENT_SECRET": "hs-secret"}, "THANKLY_HUBSPOT_TOKEN"),
+        ({"THANKLY_PIPEDRIVE_WEBHOOK_USER": "u", "THANKLY_PIPEDRIVE_WEBHOOK_PASSWORD": "p"},
+         "THANKLY_PIPEDRIVE_TOKEN"),
+    ],
+)  # fmt: skip
+def test_the_api_refuses_a_half_connected_crm_in_one_line(
+    tmp_path: Path, half: dict[str, str], missing: str
+) -> None:
+    """Webhooks that could be taken but never read would pile up: the API says so at start."""
+    env = (
+        thankly_env(tmp_path)
+        | half
+        | {
+            "THANKLY_BROKER_URL": "redis://127.0.0.1:6379/11",
+            "THANKLY_SECRET_KEY": "s" * 40,
+            "THANKLY_MAIL_FROM": "Shop <thanks@shop.example>",
+            "THANKLY_WEBHOOK_SECRETS": "whsec_" + "A" * 32,
+        }
+    )
+    result = run_thankly("api", "--port", "0", env=env)
+    assert result.returncode == 2, result.stderr
+    assert missing in result.stderr and "Traceback" not in result.stderr

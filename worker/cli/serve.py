@@ -104,6 +104,17 @@ def _activate_first() -> str | None:
     return f"source {Path(activate).relative_to(here) if inside else activate}"
 
 
+def _app(runtime: Runtime) -> Any:
+    """The HTTP app, or one clear line when a webhook source is half configured."""
+    from worker.http.app import create_app
+    from worker.intake.sources import SourceNotReady
+
+    try:
+        return create_app(runtime)
+    except SourceNotReady as exc:
+        fail(str(exc), 2)
+
+
 def _runtime(settings: Settings) -> Runtime:
     """The process runtime, or one clear line when its configuration cannot work."""
     from worker.crm.adapters import CrmNotConfigured
@@ -145,7 +156,6 @@ def _require_broker(settings: Settings, what: str) -> None:
 
 def run(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     """API + worker + scheduler in one process, on embedded defaults (try-out mode)."""
-    from worker.http.app import create_app
     from worker.migrate import upgrade
     from worker.runtime import set_runtime
     from worker.scheduling.embedded import celery_worker_thread, scheduler_thread
@@ -204,14 +214,13 @@ def run(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
         # default kill, the threads stop cleanly and the stale address is removed.
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
-            _serve(create_app(runtime), sock, settings)
+            _serve(_app(runtime), sock, settings)
         finally:
             run_url_file.unlink(missing_ok=True)
 
 
 def api(host: HostOpt = "0.0.0.0", port: PortOpt = 8000) -> None:  # noqa: S104 - a server
     """The HTTP API alone (production; needs THANKLY_BROKER_URL)."""
-    from worker.http.app import create_app
     from worker.runtime import set_runtime
     from worker.secrets_store import MissingSecretError
 
@@ -221,7 +230,7 @@ def api(host: HostOpt = "0.0.0.0", port: PortOpt = 8000) -> None:  # noqa: S104 
     runtime = _runtime(settings)
     set_runtime(runtime)
     try:
-        application = create_app(runtime)
+        application = _app(runtime)
     except MissingSecretError as exc:
         fail(str(exc), 2)
     _serve(application, _listen(host, port, "api"), settings)

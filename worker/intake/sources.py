@@ -52,6 +52,10 @@ class Refused(Exception):
         return f"{self.status} {self.error}"
 
 
+class SourceNotReady(RuntimeError):
+    """A source cannot take webhooks as configured (`prepare`); the message says what to set."""
+
+
 class Source(Protocol):
     name: str
 

@@ -27,7 +27,7 @@ from worker.crm.hubspot.api import HubSpotApi, from_settings
 from worker.crm.reconcile import WonDeal
 from worker.events import GenericEvent, validate_event
 from worker.intake.generic import is_json, parse_json
-from worker.intake.sources import RawEvent, Refused
+from worker.intake.sources import RawEvent, Refused, SourceNotReady
 from worker.retry import CallError
 from worker.settings import Settings
 
@@ -73,7 +73,7 @@ class HubSpotSource:
 
     def prepare(self) -> None:
         if self.settings.hubspot_token is None:
-            raise RuntimeError(
+            raise SourceNotReady(
                 "THANKLY_HUBSPOT_CLIENT_SECRET is set but THANKLY_HUBSPOT_TOKEN is not: "
                 "HubSpot webhooks carry only ids, and the token reads the deal"
             )

@@ -25,7 +25,7 @@ from worker.crm.pipedrive.api import PipedriveApi, from_settings
 from worker.crm.reconcile import WonDeal
 from worker.events import GenericEvent, validate_event
 from worker.intake.generic import is_json, parse_json
-from worker.intake.sources import RawEvent, Refused
+from worker.intake.sources import RawEvent, Refused, SourceNotReady
 from worker.retry import CallError
 from worker.settings import Settings
 
@@ -110,7 +110,7 @@ class PipedriveSource:
 
     def prepare(self) -> None:
         if self.settings.pipedrive_token is None:
-            raise RuntimeError(
+            raise SourceNotReady(
                 "THANKLY_PIPEDRIVE_WEBHOOK_USER is set but THANKLY_PIPEDRIVE_TOKEN is not: "
                 "the token reads the deal's person and owner"
             )
