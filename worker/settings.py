@@ -117,9 +117,7 @@ class Settings(BaseSettings):
     # (the referred person's name).
     pipedrive_feedback_field: str | None = None
     pipedrive_referral_field: str | None = None
-    # HubSpot and Pipedrive: how far back `thankly crm reconcile` looks the first time, and
-    # how often the scheduler runs it (0: only by hand).
-    crm_reconcile_days: int = Field(default=3, ge=1, le=90)
+    # HubSpot and Pipedrive: how often the scheduler reconciles (0: only by hand).
     crm_reconcile_minutes: int = Field(default=30, ge=0)
     machine_open_seconds: int = Field(default=5, ge=0)
     next_step_url: str | None = None

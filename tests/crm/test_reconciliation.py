@@ -137,7 +137,7 @@ def test_hubspot_a_won_deal_whose_webhook_never_came_is_found_and_planned(
     hubspot_webhook_arrived(both, "9001", timedelta(hours=2))
     hs.calls.clear()
 
-    report = run(both, "hubspot")
+    report = run(both, "hubspot", NOW - timedelta(days=3))
     # 9001's webhook came; 9003 is lost; 9005 was won 2 minutes ago: left to its webhook.
     assert (report.found, report.already, report.added) == (3, 1, 2)
     searches = [c for c in hs.calls if c.path == "/crm/v3/objects/deals/search"]
@@ -149,7 +149,7 @@ def test_hubspot_a_won_deal_whose_webhook_never_came_is_found_and_planned(
         "values": ["closedwon"],
     }
     since_ms = int((NOW - timedelta(days=3)).timestamp() * 1000)
-    assert filters["hs_lastmodifieddate"]["value"] == str(since_ms)  # the first look: 3 days
+    assert filters["hs_lastmodifieddate"]["value"] == str(since_ms)  # --since
     assert searches[1].body["after"] == "2"
 
     run_enqueued(both, list(dispatcher.sent))
@@ -166,7 +166,7 @@ def test_reconciliation_never_adds_a_deal_twice_and_moves_its_watermark(
     hs = apis[1]
     hs_deal(hs, "9002", timedelta(hours=3))
     hs_deal(hs, "9005", timedelta(minutes=2))
-    first = run(both, "hubspot")
+    first = run(both, "hubspot", NOW - timedelta(days=1))
     assert first.added == 1 and first.until == (NOW - timedelta(minutes=10)).isoformat()
     run_enqueued(both, list(dispatcher.sent))
     dispatcher.sent.clear()
@@ -193,7 +193,7 @@ def test_a_run_waits_while_webhooks_of_that_crm_are_still_in_the_inbox(
     hs_deal(apis[1], "9002", timedelta(hours=3))
     raw = RawEvent("hs:1:2:9002:3:4", json.dumps({"objectId": 9002}))
     accept_batch(both.session_factory, "hubspot", [raw], NOW)  # pending, not ingested yet
-    report = run(both, "hubspot")
+    report = run(both, "hubspot", NOW - timedelta(days=1))
     assert report.skipped and "still being processed" in report.skipped
     assert apis[1].calls == []
     with both.session_factory() as session:
@@ -215,7 +215,7 @@ def test_pipedrive_a_missed_win_after_a_reopen_is_found_with_cursor_paging(
     pipedrive_webhook_arrived(both, "b", 78, "won", "open", timedelta(hours=6))
     pipedrive_webhook_arrived(both, "c", 78, "open", "won", timedelta(hours=5))
     pd.calls.clear()
-    report = run(both, "pipedrive")
+    report = run(both, "pipedrive", NOW - timedelta(days=3))
     assert (report.found, report.already, report.added) == (3, 1, 2)
     lists = [c for c in pd.calls if c.path == "/api/v2/deals"]
     assert [c.query.get("cursor") for c in lists] == [None, ["2"]]
@@ -236,27 +236,44 @@ def test_pipedrive_a_missed_win_after_a_reopen_is_found_with_cursor_paging(
     ]
 
 
+def test_the_first_run_only_marks_the_start_and_thanks_no_earlier_win(
+    both: Runtime, apis: tuple[str, HubSpotState, str, PipedriveState]
+) -> None:
+    hs_deal(apis[1], "9002", timedelta(hours=3))  # won before Thankly was connected
+    first = run(both, "hubspot")
+    assert first.skipped and first.skipped.startswith("first run")
+    assert (first.found, first.added) == (0, 0) and apis[1].calls == []
+    with both.session_factory() as session:
+        mark = session.scalar(select(CrmSync.reconciled_until))
+    assert mark == NOW - timedelta(minutes=10)
+
+
 def test_the_scheduler_reconciles_each_connected_crm_once_per_interval(
     both: Runtime,
     clock: FixedClock,
     dispatcher: RecordingDispatcher,
     apis: tuple[str, HubSpotState, str, PipedriveState],
 ) -> None:
-    hs_deal(apis[1], "9002", timedelta(hours=3))
+    hs = apis[1]
+    hs_deal(hs, "9002", timedelta(hours=3))  # won before the connection: never thanked
     tick.tick(both)
-    jobs = [(task, args) for task, args in dispatcher.sent if task == RECONCILE_CRM]
-    assert len(jobs) == 2  # hubspot and pipedrive
+    assert len([t for t, _ in dispatcher.sent if t == RECONCILE_CRM]) == 2  # both CRMs
     tick.tick(both)  # the same interval: claimed already
     assert len([t for t, _ in dispatcher.sent if t == RECONCILE_CRM]) == 2
     done = run_enqueued(both, list(dispatcher.sent))
-    assert (
-        sorted(outcome for task, _, outcome in done if task == RECONCILE_CRM) == ["reconciled"] * 2
-    )
+    assert sorted(o for t, _, o in done if t == RECONCILE_CRM) == ["started"] * 2
     dispatcher.sent.clear()
-    run_enqueued(both, list(dispatcher.sent))
+
+    hs_deal(hs, "9007", -timedelta(minutes=5))  # won after, its webhook lost
     clock.set(NOW + timedelta(minutes=31))
     tick.tick(both)
-    assert len([t for t, _ in dispatcher.sent if t == RECONCILE_CRM]) == 2
+    jobs = [(t, args) for t, args in dispatcher.sent if t == RECONCILE_CRM]
+    assert len(jobs) == 2
+    dispatcher.sent.clear()
+    done = run_enqueued(both, jobs)
+    assert [o for _, _, o in done] == ["reconciled"] * 2
+    run_enqueued(both, list(dispatcher.sent))  # ingest what was added
+    assert [d for d, _ in letters_for(both)] == ["9007"]
 
 
 def test_no_connected_crm_means_no_reconciliation_job(
@@ -314,10 +331,13 @@ def test_crm_reconcile_from_the_command_line(
 ) -> None:
     won = iso(datetime.now(NOW.tzinfo) - timedelta(hours=1))  # the command's clock is real
     apis[1].add_deal("9002", ["201"], dealstage="closedwon", closedate=won, hs_lastmodifieddate=won)
-    result = cli("crm", "reconcile", "hubspot")
+    first = cli("crm", "reconcile", "hubspot")
+    assert first.exit_code == 0 and "hubspot: first run" in first.output, first.output
+    result = cli(
+        "crm", "reconcile", "hubspot", "--since", iso(datetime.now(NOW.tzinfo) - timedelta(days=1))
+    )
     assert result.exit_code == 0, result.output
     assert "hubspot: 1 won deals" in result.output and "1 added" in result.output
-    assert cli("crm", "reconcile", "hubspot", "--json").exit_code == 0
     again = json.loads(cli("crm", "reconcile", "--json", "--since", "2026-01-01").output)
     # The row added above is still pending in the inbox (no worker here): the run waits.
     assert again[0]["source"] == "hubspot" and "still being processed" in again[0]["skipped"]

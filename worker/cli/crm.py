@@ -111,7 +111,7 @@ def reconcile(
         return
     for r in reports:
         if r.skipped:
-            out.print(f"{r.source}: skipped: {r.skipped}; try again shortly", markup=False)
+            out.print(f"{r.source}: {r.skipped}", markup=False)
             continue
         out.print(
             f"{r.source}: {r.found} won deals from {short_time(r.since)} to "

@@ -10,7 +10,9 @@ What "missed" means: the last deal-status event Thankly holds for the deal is no
 SETTLE are left to their webhooks, and the watermark stops there, so the next run looks
 at them again. A run is skipped while webhooks from that CRM still wait in the inbox (they
 may be the ones it would otherwise add twice). Reconciled rows have ids of their own
-(`…:reconcile:<deal>:<won at>`), so running it twice stores nothing new.
+(`…:reconcile:<deal>:<won at>`), so running it twice stores nothing new. The first run
+only marks where the next one starts: deals won before Thankly was connected are not
+thanked unless an operator asks (`thankly crm reconcile --since …`).
 """
 
 from __future__ import annotations
@@ -69,11 +71,11 @@ def reconcile(
     factory: sessionmaker[Session],
     crm: Reconcilable,
     now: datetime,
-    first_look: timedelta,
     since: datetime | None = None,
 ) -> Report:
-    """One catch-up for one CRM. `since` overrides the stored watermark (a first look
-    goes back `first_look`). The caller enqueues ingest for `inbox_ids`."""
+    """One catch-up for one CRM. `since` overrides the stored watermark. The first run
+    without `since` only sets the watermark: deals won before Thankly was connected get
+    no letter unless someone asks for them. The caller enqueues ingest for `inbox_ids`."""
     until = now - SETTLE
     with factory() as session:
         state = session.scalar(select(CrmSync).where(CrmSync.source == crm.name))
@@ -83,8 +85,12 @@ def reconcile(
             .select_from(InboxItem)
             .where(InboxItem.source == crm.name, InboxItem.status == InboxStatus.PENDING)
         )
-    start = since or stored or now - first_look
+    start = since or stored or until
     report = Report(crm.name, start.isoformat(), until.isoformat())
+    if since is None and stored is None:
+        report.skipped = "first run: won deals are reconciled from now on (--since looks back)"
+        _save(factory, crm.name, until, now, report)
+        return report
     if waiting:
         report.skipped = f"{waiting} {crm.name} webhooks are still being processed"
         return report
@@ -188,8 +194,7 @@ def run(runtime: Runtime, name: str, since: datetime | None = None) -> Report:
         raise LookupError(
             f"{name} is not connected (its webhook credentials and API token must be set)"
         )
-    first_look = timedelta(days=runtime.settings.crm_reconcile_days)
-    report = reconcile(runtime.session_factory, crm, runtime.clock.now(), first_look, since)
+    report = reconcile(runtime.session_factory, crm, runtime.clock.now(), since)
     for inbox_id in report.inbox_ids:
         send_quietly(runtime.dispatcher, INGEST_INBOX, inbox_id)
     return report
@@ -202,6 +207,8 @@ def run_claimed(runtime: Runtime, sync_id: int) -> str:
     if name is None or name not in connected(runtime):
         return "skipped"
     report = run(runtime, name)
+    if report.skipped and report.skipped.startswith("first run"):
+        return "started"
     if report.skipped:
         return "deferred"
     return "reconciled"
