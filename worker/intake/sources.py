@@ -87,6 +87,30 @@ class Source(Protocol):
 SourceFactory = Callable[[Settings], Source]
 
 
+class NotConnected:
+    """A CRM's URL while that CRM is not set up: a 404 naming what to set, nothing stored.
+    Rows stored while it was connected wait (a passing error) until it is again."""
+
+    def __init__(self, name: str, label: str, needs: str) -> None:
+        self.name, self._label, self._needs = name, label, needs
+
+    def prepare(self) -> None:
+        pass
+
+    def media_type_problem(self, content_type: str | None) -> str | None:
+        return None
+
+    def receive(
+        self, headers: Mapping[str, str], body: bytes, now: datetime, target: str = ""
+    ) -> list[RawEvent]:
+        raise Refused(404, f"{self._label} is not connected: set {self._needs}")
+
+    def translate(self, raw: str) -> GenericEvent:
+        from worker.retry import CallError
+
+        raise CallError(f"{self._label} is not connected", permanent=False, retry_after=300)
+
+
 def _generic(settings: Settings) -> Source:
     from worker.intake.generic import GenericSource  # the built-in source, loaded on use
 

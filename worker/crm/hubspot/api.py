@@ -9,18 +9,14 @@ meanwhile).
 
 from __future__ import annotations
 
-import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from worker.crm.adapters import retry_after_seconds
+from worker.crm.json_api import JsonApi, json_field
 from worker.crm.rate_budget import RateBudget
 from worker.retry import CallError
 from worker.settings import Settings
-
-log = logging.getLogger(__name__)
 
 PATHS = {
     "deal": "/crm/v3/objects/deals/{deal_id}",
@@ -44,7 +40,6 @@ DEAL_PROPERTIES = ["dealname", "amount", "deal_currency_code", "hubspot_owner_id
 CONTACT_PROPERTIES = ["email", "firstname", "lastname", "hs_language", "hs_timezone"]
 # The daily limit resets at midnight in the account's zone: ask again in an hour.
 DAILY_LIMIT_WAIT = 3600.0
-TOKEN_REJECTED_WAIT = 300.0
 
 
 def from_settings(settings: Settings) -> HubSpotApi:
@@ -56,16 +51,12 @@ def from_settings(settings: Settings) -> HubSpotApi:
     return HubSpotApi(settings.hubspot_api_base, token.get_secret_value(), budget)
 
 
-class HubSpotApi:
-    def __init__(
-        self, base_url: str, token: str, budget: RateBudget, timeout: float = 10.0
-    ) -> None:
-        self._client = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            timeout=timeout,
-        )
-        self._budget = budget
+class HubSpotApi(JsonApi):
+    label = "HubSpot"
+    refused_setting = "the private-app token (THANKLY_HUBSPOT_TOKEN)"
+
+    def __init__(self, base_url: str, token: str, budget: RateBudget) -> None:
+        super().__init__(base_url, {"Authorization": f"Bearer {token}"}, budget)
 
     def deal(self, deal_id: str) -> dict[str, Any]:
         return self._call(
@@ -167,40 +158,8 @@ class HubSpotApi:
             for stage in pipeline.get("stages") or []
         }
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        self._budget.take()
-        try:
-            response = self._client.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise CallError(
-                f"HubSpot {method} {path}: {type(exc).__name__}", permanent=False
-            ) from None
-        if response.status_code < 300:
-            answer: dict[str, Any] = response.json()
-            return answer
-        raise _error(method, path, response)
-
-
-def _error(method: str, path: str, response: httpx.Response) -> CallError:
-    status = response.status_code
-    where = f"HubSpot {method} {path}: {status}"
-    wait = retry_after_seconds(response.headers.get("retry-after"), datetime.now(UTC))
-    if status == 429:
-        policy = _field(response, "policyName") or "unknown policy"
+    def _limit(self, response: httpx.Response, wait: float | None) -> tuple[str, float | None]:
+        policy = json_field(response, "policyName") or "unknown policy"
         if policy == "DAILY":
             wait = max(wait or 0.0, DAILY_LIMIT_WAIT)
-        return CallError(f"{where} rate limited ({policy})", permanent=False, retry_after=wait)
-    if status >= 500:
-        return CallError(f"{where} server error", permanent=False, retry_after=wait)
-    if status in (401, 403):
-        log.error("%s: the private-app token was refused (THANKLY_HUBSPOT_TOKEN)", where)
-        return CallError(f"{where} token refused", permanent=False, retry_after=TOKEN_REJECTED_WAIT)
-    return CallError(f"{where} {_field(response, 'message') or 'refused'}", permanent=True)
-
-
-def _field(response: httpx.Response, name: str) -> str | None:
-    try:
-        value = response.json().get(name)
-    except (ValueError, AttributeError):
-        return None
-    return str(value) if value is not None else None
+        return f"rate limited ({policy})", wait

@@ -27,8 +27,7 @@ from worker.crm.hubspot.api import HubSpotApi, from_settings
 from worker.crm.reconcile import WonDeal
 from worker.events import GenericEvent, validate_event
 from worker.intake.generic import is_json, parse_json
-from worker.intake.sources import RawEvent, Refused, SourceNotReady
-from worker.retry import CallError
+from worker.intake.sources import NotConnected, RawEvent, Refused, SourceNotReady
 from worker.settings import Settings
 
 NAME = "hubspot"
@@ -272,28 +271,7 @@ def _zone(value: Any) -> str | None:
     return name
 
 
-class NotConfigured:
-    """`/webhooks/hubspot` while HubSpot is not set up: a clear 404, nothing stored."""
-
-    name = NAME
-
-    def prepare(self) -> None:
-        pass
-
-    def media_type_problem(self, content_type: str | None) -> str | None:
-        return None
-
-    def receive(
-        self, headers: Mapping[str, str], body: bytes, now: datetime, target: str = ""
-    ) -> list[RawEvent]:
-        raise Refused(404, "HubSpot is not connected: set THANKLY_HUBSPOT_CLIENT_SECRET")
-
-    def translate(self, raw: str) -> GenericEvent:
-        # Rows stored while it was connected wait for it to be connected again.
-        raise CallError("HubSpot is not connected", permanent=False, retry_after=300)
-
-
-def build(settings: Settings) -> HubSpotSource | NotConfigured:
+def build(settings: Settings) -> HubSpotSource | NotConnected:
     if settings.hubspot_client_secret is None:
-        return NotConfigured()
+        return NotConnected(NAME, "HubSpot", "THANKLY_HUBSPOT_CLIENT_SECRET")
     return HubSpotSource(settings)

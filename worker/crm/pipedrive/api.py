@@ -8,18 +8,16 @@ and per day; a 429 names its wait in Retry-After or `x-ratelimit-reset`. Errors 
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from worker.crm.adapters import retry_after_seconds
+from worker.crm.json_api import JsonApi, json_field
 from worker.crm.rate_budget import RateBudget
 from worker.retry import CallError
 from worker.settings import Settings
-
-log = logging.getLogger(__name__)
 
 PATHS = {
     "deal": "/api/v2/deals/{deal_id}",
@@ -30,7 +28,6 @@ PATHS = {
     "activities": "/api/v2/activities",
     "notes": "/api/v1/notes",
 }
-TOKEN_REJECTED_WAIT = 300.0
 PAGE = 100
 
 
@@ -42,16 +39,12 @@ def from_settings(settings: Settings) -> PipedriveApi:
     return PipedriveApi(settings.pipedrive_api_base, token.get_secret_value(), budget)
 
 
-class PipedriveApi:
-    def __init__(
-        self, base_url: str, token: str, budget: RateBudget, timeout: float = 10.0
-    ) -> None:
-        self._client = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            headers={"x-api-token": token, "Accept": "application/json"},
-            timeout=timeout,
-        )
-        self._budget = budget
+class PipedriveApi(JsonApi):
+    label = "Pipedrive"
+    refused_setting = "the API token (THANKLY_PIPEDRIVE_TOKEN)"
+
+    def __init__(self, base_url: str, token: str, budget: RateBudget) -> None:
+        super().__init__(base_url, {"x-api-token": token}, budget)
 
     def deal(self, deal_id: str) -> dict[str, Any]:
         return self._data("GET", PATHS["deal"].format(deal_id=deal_id))
@@ -111,37 +104,15 @@ class PipedriveApi:
             raise CallError(f"Pipedrive {method} {path}: no data in the answer", permanent=True)
         return data
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        self._budget.take()
-        try:
-            response = self._client.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise CallError(
-                f"Pipedrive {method} {path}: {type(exc).__name__}", permanent=False
-            ) from None
-        if response.status_code < 300:
-            answer: dict[str, Any] = response.json()
-            return answer
-        raise _error(method, path, response)
+    def _retry_after(self, response: httpx.Response) -> float | None:
+        # Pipedrive names the wait in x-ratelimit-reset (seconds) when not in Retry-After.
+        now = datetime.now(UTC)
+        wait = retry_after_seconds(response.headers.get("retry-after"), now)
+        return (
+            wait
+            if wait is not None
+            else retry_after_seconds(response.headers.get("x-ratelimit-reset"), now)
+        )
 
-
-def _error(method: str, path: str, response: httpx.Response) -> CallError:
-    status = response.status_code
-    where = f"Pipedrive {method} {path}: {status}"
-    headers = response.headers
-    now = datetime.now(UTC)
-    wait = retry_after_seconds(headers.get("retry-after"), now)
-    if wait is None:
-        wait = retry_after_seconds(headers.get("x-ratelimit-reset"), now)
-    if status == 429:
-        return CallError(f"{where} rate limited", permanent=False, retry_after=wait)
-    if status >= 500:
-        return CallError(f"{where} server error", permanent=False, retry_after=wait)
-    if status in (401, 403):
-        log.error("%s: the API token was refused (THANKLY_PIPEDRIVE_TOKEN)", where)
-        return CallError(f"{where} token refused", permanent=False, retry_after=TOKEN_REJECTED_WAIT)
-    try:
-        reason = str(response.json().get("error") or "refused")
-    except (ValueError, AttributeError):
-        reason = "refused"
-    return CallError(f"{where} {reason[:200]}", permanent=True)
+    def _reason(self, response: httpx.Response) -> str:
+        return json_field(response, "error") or "refused"

@@ -25,8 +25,7 @@ from worker.crm.pipedrive.api import PipedriveApi, from_settings
 from worker.crm.reconcile import WonDeal
 from worker.events import GenericEvent, validate_event
 from worker.intake.generic import is_json, parse_json
-from worker.intake.sources import RawEvent, Refused, SourceNotReady
-from worker.retry import CallError
+from worker.intake.sources import NotConnected, RawEvent, Refused, SourceNotReady
 from worker.settings import Settings
 
 NAME = "pipedrive"
@@ -250,31 +249,11 @@ def _required(field: str) -> dict[str, str]:
     return {"field": f"meta.{field}", "message": "required"}
 
 
-class NotConfigured:
-    """`/webhooks/pipedrive` while Pipedrive is not set up: a clear 404, nothing stored."""
-
-    name = NAME
-
-    def prepare(self) -> None:
-        pass
-
-    def media_type_problem(self, content_type: str | None) -> str | None:
-        return None
-
-    def receive(
-        self, headers: Mapping[str, str], body: bytes, now: datetime, target: str = ""
-    ) -> list[RawEvent]:
-        raise Refused(
-            404,
-            "Pipedrive is not connected: set THANKLY_PIPEDRIVE_WEBHOOK_USER and "
-            "THANKLY_PIPEDRIVE_WEBHOOK_PASSWORD",
-        )
-
-    def translate(self, raw: str) -> GenericEvent:
-        raise CallError("Pipedrive is not connected", permanent=False, retry_after=300)
-
-
-def build(settings: Settings) -> PipedriveSource | NotConfigured:
+def build(settings: Settings) -> PipedriveSource | NotConnected:
     if not settings.pipedrive_webhook_user or settings.pipedrive_webhook_password is None:
-        return NotConfigured()
+        return NotConnected(
+            NAME,
+            "Pipedrive",
+            "THANKLY_PIPEDRIVE_WEBHOOK_USER and THANKLY_PIPEDRIVE_WEBHOOK_PASSWORD",
+        )
     return PipedriveSource(settings)
