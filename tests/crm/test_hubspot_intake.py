@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +15,19 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from tests.conftest import NOW, make_settings
+from tests.conftest import NOW
 from tests.crm.hubspot_api import RATE_LIMITED, TOKEN, UNAVAILABLE, HubSpotState, hubspot_api
+from tests.crm.steps import crm_runtime, ingest_through_failures
 from tests.helpers import all_letters
 from worker.clock import FixedClock
 from worker.crm.hubspot.source import signature, signed_uri
 from worker.crm.rate_budget import RateBudget
 from worker.http.app import create_app
-from worker.jobs import run_enqueued, run_job
+from worker.jobs import run_enqueued
 from worker.models import InboxItem, InboxStatus, LetterStatus
-from worker.queue import INGEST_INBOX, RecordingDispatcher
+from worker.queue import RecordingDispatcher
 from worker.retry import CallError
-from worker.runtime import Runtime, build_runtime, set_runtime
-from worker.scheduling import tick
+from worker.runtime import Runtime
 
 SECRET = "hubspot-client-secret-1"
 PUBLIC = "https://thankly.example"
@@ -64,27 +63,21 @@ def hub(
     dispatcher: RecordingDispatcher,
     crm: tuple[str, HubSpotState],
 ) -> Iterator[Runtime]:
-    runtime = build_runtime(
-        make_settings(
-            tmp_path,
-            db_url,
-            public_url=PUBLIC,
-            hubspot_client_secret=SecretStr(SECRET),
-            hubspot_token=SecretStr(TOKEN),
-            hubspot_api_base=crm[0],
-            hubspot_won_stages="closedwon, 1234567",
-            hubspot_feedback_property="nps_score",
-            hubspot_feedback_text_property="nps_comment",
-            hubspot_referral_property="referred_friend",
-        ),
-        clock=clock,
-        dispatcher=dispatcher,
-        sleep=lambda _: None,
-    )
-    set_runtime(runtime)
-    yield runtime
-    set_runtime(None)
-    runtime.engine.dispose()
+    with crm_runtime(
+        tmp_path,
+        db_url,
+        clock,
+        dispatcher,
+        public_url=PUBLIC,
+        hubspot_client_secret=SecretStr(SECRET),
+        hubspot_token=SecretStr(TOKEN),
+        hubspot_api_base=crm[0],
+        hubspot_won_stages="closedwon, 1234567",
+        hubspot_feedback_property="nps_score",
+        hubspot_feedback_text_property="nps_comment",
+        hubspot_referral_property="referred_friend",
+    ) as runtime:
+        yield runtime
 
 
 @pytest.fixture
@@ -268,17 +261,7 @@ def test_a_429_storm_ends_with_the_letter_planned_and_nothing_parked(
     state.failures = [RATE_LIMITED] * 5 + [UNAVAILABLE] * 2
     post(hub_client, [change(1, "9001", "closedwon")])
     [row] = inbox(hub)
-    outcomes = []
-    for minute in range(1, 60):
-        outcome = run_job(hub, INGEST_INBOX, row.id)
-        outcomes.append(outcome)
-        [row] = inbox(hub)
-        assert row.status != InboxStatus.FAILED
-        if outcome == "ingested":
-            break
-        assert "429" in (row.error or "") or "503" in (row.error or "")
-        clock.set(NOW + timedelta(minutes=minute * 10))
-        tick.tick(hub)
+    outcomes = ingest_through_failures(hub, clock, row.id)
     assert outcomes[-1] == "ingested" and "retry" in outcomes
     assert [x.status for x in all_letters(hub)] == [LetterStatus.SCHEDULED]
 

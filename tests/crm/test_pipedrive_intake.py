@@ -17,17 +17,17 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from tests.conftest import NOW, make_settings
+from tests.conftest import NOW
 from tests.crm.pipedrive_api import RATE_LIMITED, TOKEN, UNAVAILABLE, PipedriveState, pipedrive_api
+from tests.crm.steps import crm_runtime, ingest_through_failures
 from tests.helpers import all_letters
 from worker.clock import FixedClock
 from worker.crm.pipedrive.source import occurred_at
 from worker.http.app import create_app
-from worker.jobs import run_enqueued, run_job
+from worker.jobs import run_enqueued
 from worker.models import Event, InboxItem, InboxStatus, LetterStatus
-from worker.queue import INGEST_INBOX, RecordingDispatcher
-from worker.runtime import Runtime, build_runtime, set_runtime
-from worker.scheduling import tick
+from worker.queue import RecordingDispatcher
+from worker.runtime import Runtime
 
 USER, PASSWORD = "thankly", "a-long-random-webhook-password"
 FEEDBACK_FIELD = "d4de1c1518b4531717c676029a45911c340390a9"  # a custom field's API key
@@ -68,27 +68,21 @@ def pd(
     dispatcher: RecordingDispatcher,
     crm: tuple[str, PipedriveState],
 ) -> Iterator[Runtime]:
-    runtime = build_runtime(
-        make_settings(
-            tmp_path,
-            db_url,
-            pipedrive_webhook_user=USER,
-            pipedrive_webhook_password=SecretStr(PASSWORD),
-            pipedrive_token=SecretStr(TOKEN),
-            pipedrive_api_base=crm[0],
-            pipedrive_locale="pl",
-            pipedrive_timezone="Europe/Warsaw",
-            pipedrive_feedback_field=FEEDBACK_FIELD,
-            pipedrive_referral_field="referral_name",
-        ),
-        clock=clock,
-        dispatcher=dispatcher,
-        sleep=lambda _: None,
-    )
-    set_runtime(runtime)
-    yield runtime
-    set_runtime(None)
-    runtime.engine.dispose()
+    with crm_runtime(
+        tmp_path,
+        db_url,
+        clock,
+        dispatcher,
+        pipedrive_webhook_user=USER,
+        pipedrive_webhook_password=SecretStr(PASSWORD),
+        pipedrive_token=SecretStr(TOKEN),
+        pipedrive_api_base=crm[0],
+        pipedrive_locale="pl",
+        pipedrive_timezone="Europe/Warsaw",
+        pipedrive_feedback_field=FEEDBACK_FIELD,
+        pipedrive_referral_field="referral_name",
+    ) as runtime:
+        yield runtime
 
 
 @pytest.fixture
@@ -278,17 +272,7 @@ def test_a_429_storm_ends_with_the_letter_planned_and_nothing_parked(
     crm[1].failures = [RATE_LIMITED] * 5 + [UNAVAILABLE] * 2
     post(pd_client, webhook("114", 77, "won", "open"))
     [row] = inbox(pd)
-    outcomes = []
-    for minute in range(1, 60):
-        outcome = run_job(pd, INGEST_INBOX, row.id)
-        outcomes.append(outcome)
-        [row] = inbox(pd)
-        assert row.status != InboxStatus.FAILED
-        if outcome == "ingested":
-            break
-        assert "429" in (row.error or "") or "503" in (row.error or "")
-        clock.set(NOW + timedelta(minutes=minute * 10))
-        tick.tick(pd)
+    outcomes = ingest_through_failures(pd, clock, row.id)
     assert outcomes[-1] == "ingested" and "retry" in outcomes
     assert [x.status for x in all_letters(pd)] == [LetterStatus.SCHEDULED]
 

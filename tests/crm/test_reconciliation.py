@@ -15,11 +15,12 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from tests.conftest import NOW, make_settings
+from tests.conftest import NOW
 from tests.crm.hubspot_api import TOKEN as HS_TOKEN
 from tests.crm.hubspot_api import HubSpotState, hubspot_api
 from tests.crm.pipedrive_api import TOKEN as PD_TOKEN
 from tests.crm.pipedrive_api import PipedriveState, pipedrive_api
+from tests.crm.steps import crm_runtime
 from tests.helpers import all_letters
 from worker.clock import FixedClock
 from worker.crm.reconcile import run
@@ -28,7 +29,7 @@ from worker.intake.sources import RawEvent
 from worker.jobs import run_enqueued
 from worker.models import CrmSync, InboxItem, LetterStatus
 from worker.queue import INGEST_INBOX, RECONCILE_CRM, RecordingDispatcher
-from worker.runtime import Runtime, build_runtime, set_runtime
+from worker.runtime import Runtime
 from worker.scheduling import tick
 
 
@@ -54,28 +55,22 @@ def both(
     dispatcher: RecordingDispatcher,
     apis: tuple[str, HubSpotState, str, PipedriveState],
 ) -> Iterator[Runtime]:
-    runtime = build_runtime(
-        make_settings(
-            tmp_path,
-            db_url,
-            hubspot_client_secret=SecretStr("hs-secret"),
-            hubspot_token=SecretStr(HS_TOKEN),
-            hubspot_api_base=apis[0],
-            pipedrive_webhook_user="thankly",
-            pipedrive_webhook_password=SecretStr("pw"),
-            pipedrive_token=SecretStr(PD_TOKEN),
-            pipedrive_api_base=apis[2],
-            pipedrive_locale="pl",
-            crm_reconcile_minutes=30,
-        ),
-        clock=clock,
-        dispatcher=dispatcher,
-        sleep=lambda _: None,
-    )
-    set_runtime(runtime)
-    yield runtime
-    set_runtime(None)
-    runtime.engine.dispose()
+    with crm_runtime(
+        tmp_path,
+        db_url,
+        clock,
+        dispatcher,
+        hubspot_client_secret=SecretStr("hs-secret"),
+        hubspot_token=SecretStr(HS_TOKEN),
+        hubspot_api_base=apis[0],
+        pipedrive_webhook_user="thankly",
+        pipedrive_webhook_password=SecretStr("pw"),
+        pipedrive_token=SecretStr(PD_TOKEN),
+        pipedrive_api_base=apis[2],
+        pipedrive_locale="pl",
+        crm_reconcile_minutes=30,
+    ) as runtime:
+        yield runtime
 
 
 def hs_deal(
