@@ -365,3 +365,26 @@ def test_a_rating_that_is_not_a_number_is_parked_with_the_reason(
     run_enqueued(hub, list(dispatcher.sent))
     [row] = inbox(hub)
     assert row.status == InboxStatus.FAILED and "'great', not a rating" in (row.error or "")
+
+
+def test_a_timestamp_that_is_not_ascii_digits_is_401_not_an_error(
+    hub: Runtime, hub_client: TestClient
+) -> None:
+    body = json.dumps([change(1, "9001", "closedwon")]).encode()
+    # b"\xb2" arrives as "\u00b2" (a superscript two: isdigit, but not for int()).
+    for stamp in (b"\xb2", "\u0661\u0662".encode(), b"-1", b""):
+        headers = {**JSON, "X-HubSpot-Signature-v3": "x"}
+        headers["X-HubSpot-Request-Timestamp"] = stamp  # type: ignore[assignment]
+        response = hub_client.post("/webhooks/hubspot", content=body, headers=headers)
+        assert response.status_code == 401, stamp
+    assert inbox(hub) == []
+
+
+def test_hubspots_retry_is_the_same_row_without_a_changed_body_warning(
+    hub: Runtime, hub_client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    post(hub_client, [change(1, "9001", "closedwon")])
+    post(hub_client, [change(1, "9001", "closedwon", attemptNumber=3)])
+    assert "different body" not in caplog.text
+    [row] = inbox(hub)
+    assert "attemptNumber" not in json.loads(row.body)

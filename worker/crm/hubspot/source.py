@@ -99,14 +99,16 @@ class HubSpotSource:
                 str(event[k])
                 for k in ("portalId", "subscriptionId", "objectId", "eventId", "occurredAt")
             )
-            events.append(RawEvent(f"hs:{key}", json.dumps(event, sort_keys=True)))
+            # Kept without attemptNumber: HubSpot's retry of it is then the same row, quietly.
+            kept = {k: v for k, v in event.items() if k != "attemptNumber"}
+            events.append(RawEvent(f"hs:{key}", json.dumps(kept, sort_keys=True)))
         return events
 
     def _verify(self, headers: Mapping[str, str], body: bytes, now: datetime, target: str) -> None:
         secret = self.settings.hubspot_client_secret
         given = headers.get("x-hubspot-signature-v3")
         stamp = headers.get("x-hubspot-request-timestamp", "")
-        if secret is None or not given or not stamp.isdigit():
+        if secret is None or not given or not (stamp.isascii() and stamp.isdigit()):
             raise Refused(401, "missing X-HubSpot-Signature-v3 or X-HubSpot-Request-Timestamp")
         if abs(now.timestamp() * 1000 - int(stamp)) > TOLERANCE_MS:
             raise Refused(401, "X-HubSpot-Request-Timestamp is more than 5 minutes off")
