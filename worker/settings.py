@@ -117,6 +117,11 @@ class Settings(BaseSettings):
     # (the referred person's name).
     pipedrive_feedback_field: str | None = None
     pipedrive_referral_field: str | None = None
+    # Or: an activity type (its key) marked done, or a note beginning with a tag.
+    pipedrive_feedback_activity_type: str | None = None
+    pipedrive_referral_activity_type: str | None = None
+    pipedrive_feedback_note_tag: str | None = None
+    pipedrive_referral_note_tag: str | None = None
     # HubSpot and Pipedrive: how often the scheduler reconciles (0: only by hand).
     crm_reconcile_minutes: int = Field(default=30, ge=0)
     machine_open_seconds: int = Field(default=5, ge=0)

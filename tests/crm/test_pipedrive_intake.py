@@ -22,6 +22,7 @@ from tests.crm.pipedrive_api import RATE_LIMITED, TOKEN, UNAVAILABLE, PipedriveS
 from tests.crm.steps import crm_runtime, ingest_through_failures
 from tests.helpers import all_letters
 from worker.clock import FixedClock
+from worker.crm.pipedrive.mapping import plain_text, rated
 from worker.crm.pipedrive.source import occurred_at
 from worker.http.app import create_app
 from worker.jobs import run_enqueued
@@ -81,6 +82,10 @@ def pd(
         pipedrive_timezone="Europe/Warsaw",
         pipedrive_feedback_field=FEEDBACK_FIELD,
         pipedrive_referral_field="referral_name",
+        pipedrive_feedback_activity_type="nps_call",
+        pipedrive_referral_activity_type="referral",
+        pipedrive_feedback_note_tag="#feedback",
+        pipedrive_referral_note_tag="#referral",
     ) as runtime:
         yield runtime
 
@@ -321,3 +326,113 @@ def test_configured_deal_fields_become_feedback_and_referrals(
     assert events["feedback.logged"]["contact"]["email"] == "zofia@nowak.example"
     assert events["referral.made"]["referral"]["referred_name"] == "Jan Nowak"
     assert sorted(x.letter for x in all_letters(pd)) == ["feedback_negative", "referral_made"]
+
+
+def other_webhook(
+    meta_id: str, entity: str, action: str, data: dict[str, Any], previous: Any = None
+) -> dict[str, Any]:
+    body = webhook(meta_id, 77, "won", None, entity=entity, action=action)
+    body["data"], body["previous"] = data, previous
+    return body
+
+
+def test_done_activities_and_tagged_notes_become_feedback_and_referrals(
+    pd: Runtime,
+    pd_client: TestClient,
+    dispatcher: RecordingDispatcher,
+    crm: tuple[str, PipedriveState],
+) -> None:
+    address = {"value": "jan@wisniewski.example", "primary": True}
+    crm[1].persons["6"] = {
+        "id": 6,
+        "name": "Jan Wiśniewski",
+        "first_name": "Jan",
+        "emails": [address],
+    }
+    bodies = [
+        # A feedback call logged as done at once: subject starts with the rating.
+        other_webhook(
+            "130",
+            "activity",
+            "create",
+            {
+                "id": 501,
+                "type": "nps_call",
+                "done": True,
+                "subject": "9/10 – bardzo dobrze",
+                "deal_id": 77,
+                "note": "<p>Szybka <b>dostawa</b></p>",
+                "participants": [{"person_id": 5, "primary": True}],
+            },
+        ),
+        # A referral activity marked done later, for a person without a deal.
+        other_webhook(
+            "131",
+            "activity",
+            "change",
+            {
+                "id": 502,
+                "type": "referral",
+                "done": True,
+                "subject": "Anna Zielińska",
+                "person_id": 6,
+            },
+            {"done": False},
+        ),
+        other_webhook(
+            "132",
+            "note",
+            "create",
+            {"id": 601, "deal_id": 77, "content": "<p>#feedback 3 Dostawa spóźniona</p>"},
+        ),
+        other_webhook(
+            "133", "note", "create", {"id": 602, "person_id": 6, "content": "#referral Marek Nowak"}
+        ),
+    ]
+    for body in bodies:
+        assert post(pd_client, body).status_code == 202, body["meta"]["id"]
+    ignored = [
+        other_webhook("134", "activity", "create", {"id": 503, "type": "nps_call", "done": False}),
+        other_webhook(
+            "135",
+            "activity",
+            "change",
+            {"id": 501, "type": "nps_call", "done": True, "subject": "9"},
+            {"subject": "8"},
+        ),  # done before: not news
+        other_webhook("136", "activity", "create", {"id": 504, "type": "call", "done": True}),
+        other_webhook("137", "note", "create", {"id": 603, "content": "Call back on Monday"}),
+        other_webhook("138", "note", "change", {"id": 602, "content": "#referral Marek"}),
+    ]
+    for body in ignored:
+        assert post(pd_client, body).json() == {"status": "ignored"}, body["meta"]["id"]
+    run_enqueued(pd, list(dispatcher.sent))
+    with pd.session_factory() as session:
+        events = {e.external_id: e.payload["data"] for e in session.scalars(select(Event))}
+    call, referral, note, tagged = (events[f"pd:12882925:{i}"] for i in (130, 131, 132, 133))
+    assert call["feedback"] == {"id": "pd-130", "rating": 9, "text": "Szybka dostawa"}
+    assert call["contact"]["email"] == "zofia@nowak.example" and call["deal"]["id"] == "77"
+    assert referral["referral"]["referred_name"] == "Anna Zielińska"
+    assert referral["contact"]["email"] == "jan@wisniewski.example" and referral["deal"] is None
+    assert note["feedback"] == {"id": "pd-132", "rating": 3, "text": "Dostawa spóźniona"}
+    assert tagged["referral"]["referred_name"] == "Marek Nowak"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("9/10 – great", (9, "great")),
+        ("3 Delivery was late", (3, "Delivery was late")),
+        ("7", (7, "")),
+        ("2.5 stars", (None, "2.5 stars")),
+        ("300 units", (None, "300 units")),
+        ("Great service", (None, "Great service")),
+    ],
+)
+def test_a_leading_rating_is_read_and_nothing_else(text: str, expected: tuple[Any, str]) -> None:
+    assert rated(text) == expected
+
+
+def test_note_html_becomes_plain_text() -> None:
+    html = "<p>Szybka&nbsp;<b>dostawa</b><br>i <script>x</script>&lt;ok&gt;</p><div>Dzięki</div>"
+    assert plain_text(html) == "Szybka dostawa\ni x<ok>\nDzięki"

@@ -16,12 +16,13 @@ import base64
 import binascii
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping as Headers
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
 from worker.crm.pipedrive.api import PipedriveApi, from_settings
+from worker.crm.pipedrive.mapping import Mapping, event_kind, parts, record_ids
 from worker.crm.reconcile import WonDeal
 from worker.events import GenericEvent, validate_event
 from worker.intake.generic import is_json, parse_json
@@ -29,7 +30,6 @@ from worker.intake.sources import NotConnected, RawEvent, Refused, SourceNotRead
 from worker.settings import Settings
 
 NAME = "pipedrive"
-_KINDS = {"won": "deal.closed", "lost": "deal.lost"}
 
 
 def occurred_at(stamp: Any) -> datetime:
@@ -42,46 +42,6 @@ def occurred_at(stamp: Any) -> datetime:
         when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
         return when if when.tzinfo else when.replace(tzinfo=UTC)
     raise ValueError("meta.timestamp is neither seconds nor an ISO 8601 time")
-
-
-def deal_kind(data: Any, previous: Any) -> str | None:
-    """deal.closed / deal.lost / deal.reopened when the deal's status changed, else None."""
-    if not isinstance(data, dict) or not isinstance(previous, dict):
-        return None
-    if "status" not in previous or previous["status"] == data.get("status"):
-        return None
-    status = data.get("status")
-    if status in _KINDS:
-        return _KINDS[status]
-    if status == "open" and previous["status"] in _KINDS:
-        return "deal.reopened"
-    return None
-
-
-def field_value(record: Any, key: str) -> Any:
-    """A deal field's value in a webhook v2 `data` or `previous`: custom fields sit under
-    `custom_fields` ({"type", "value"} or the bare value), standard ones at the top."""
-    if not isinstance(record, dict):
-        return None
-    custom = record.get("custom_fields")
-    if isinstance(custom, dict) and key in custom:
-        value = custom[key]
-        return value.get("value") if isinstance(value, dict) else value
-    return record.get(key)
-
-
-def _changed(payload: dict[str, Any], key: str | None) -> Any:
-    """The field's new value when this change set it, else None."""
-    if not key:
-        return None
-    previous, data = payload.get("previous"), payload.get("data")
-    if not isinstance(previous, dict):
-        return None
-    in_previous = key in previous or key in (previous.get("custom_fields") or {})
-    new = field_value(data, key)
-    if not in_previous or new in (None, "") or new == field_value(previous, key):
-        return None
-    return new
 
 
 def primary_email(person: dict[str, Any]) -> str | None:
@@ -99,6 +59,7 @@ class PipedriveSource:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.mapping = Mapping.from_settings(settings)
         user, password = settings.pipedrive_webhook_user, settings.pipedrive_webhook_password
         assert user and password is not None
         self._expected = f"{user}:{password.get_secret_value()}".encode()
@@ -118,7 +79,7 @@ class PipedriveSource:
         return None if is_json(content_type) else "Content-Type must be application/json"
 
     def receive(
-        self, headers: Mapping[str, str], body: bytes, now: datetime, target: str = ""
+        self, headers: Headers[str, str], body: bytes, now: datetime, target: str = ""
     ) -> list[RawEvent]:
         self._authenticate(headers.get("authorization", ""))
         payload = parse_json(body)
@@ -135,9 +96,7 @@ class PipedriveSource:
             raise Refused(
                 422, "not a valid Pipedrive webhook", {"problems": [_required("timestamp")]}
             ) from None
-        if meta.get("entity") != "deal" or meta.get("action") != "change":
-            return []
-        if self.kind(payload) is None:
+        if event_kind(payload, self.mapping) is None:
             return []
         event_id = f"pd:{meta.get('company_id', '')}:{meta['id']}"
         return [RawEvent(event_id, json.dumps(payload, sort_keys=True, ensure_ascii=False))]
@@ -173,46 +132,27 @@ class PipedriveSource:
             found.append(WonDeal(str(deal["id"]), won_at, raw))
         return found
 
-    def kind(self, payload: dict[str, Any]) -> str | None:
-        """The event a deal change is: a status change, or a set feedback/referral field."""
-        kind = deal_kind(payload.get("data"), payload.get("previous"))
-        if kind is not None:
-            return kind
-        if _changed(payload, self.settings.pipedrive_feedback_field) is not None:
-            return "feedback.logged"
-        if _changed(payload, self.settings.pipedrive_referral_field) is not None:
-            return "referral.made"
-        return None
-
     def translate(self, raw: str) -> GenericEvent:
         payload = json.loads(raw)
-        kind = self.kind(payload)
+        kind = event_kind(payload, self.mapping)
         if kind is None:
-            raise ValueError("not a deal change Thankly acts on")
-        deal_id = str(payload["data"]["id"])
+            raise ValueError("not a Pipedrive change Thankly acts on")
+        deal_id, person_id = record_ids(payload)
         occurred = occurred_at(payload["meta"]["timestamp"])
         if kind in ("deal.lost", "deal.reopened"):  # cancelling needs the deal id only
             data: dict[str, Any] = {"deal": {"id": deal_id}}
         else:
-            data = self.enriched(deal_id)
-        if kind == "feedback.logged":
-            value = _changed(payload, self.settings.pipedrive_feedback_field)
-            try:
-                rating = round(float(value))
-            except (TypeError, ValueError):
-                raise ValueError(f"the feedback field is {value!r}, not a rating") from None
-            data["feedback"] = {"id": f"pd-{payload['meta']['id']}", "rating": rating}
-        elif kind == "referral.made":
-            name = str(_changed(payload, self.settings.pipedrive_referral_field)).strip()
-            data["referral"] = {"referred_name": name[:200]}
+            data = self.enriched(deal_id, person_id) | parts(kind, payload, self.mapping)
         return validate_event({"type": kind, "timestamp": occurred.isoformat(), "data": data})
 
-    def enriched(self, deal_id: str) -> dict[str, Any]:
-        """The generic event's data for a won deal, as Pipedrive has it now."""
-        deal = self.api.deal(deal_id)
-        person_id = deal.get("person_id")
-        if isinstance(person_id, dict):  # v1 shapes nest it
-            person_id = person_id.get("value")
+    def enriched(self, deal_id: str | None, person_id: str | None = None) -> dict[str, Any]:
+        """The event's contact, deal and owner as Pipedrive has them now: the person asked
+        for, else the deal's."""
+        deal: dict[str, Any] = self.api.deal(deal_id) if deal_id else {}
+        if not person_id:
+            person_id = deal.get("person_id")
+            if isinstance(person_id, dict):  # v1 shapes nest it
+                person_id = person_id.get("value")
         if not person_id:
             raise ValueError(f"Pipedrive deal {deal_id} has no person")
         person = self.api.person(str(person_id))
@@ -228,14 +168,15 @@ class PipedriveSource:
                 "locale": self.settings.pipedrive_locale,
                 "timezone": self.settings.pipedrive_timezone,
             },
-            "deal": {
+        }
+        if deal_id:
+            data["deal"] = {
                 "id": deal_id,
                 "number": deal_id,
                 "title": deal.get("title"),
                 "amount": str(deal["value"]) if deal.get("value") not in (None, "") else None,
                 "currency": deal.get("currency") or None,
-            },
-        }
+            }
         owner_id = deal.get("owner_id") or deal.get("user_id")
         if isinstance(owner_id, dict):
             owner_id = owner_id.get("id")
