@@ -337,3 +337,24 @@ def test_crm_reconcile_from_the_command_line(
     # The row added above is still pending in the inbox (no worker here): the run waits.
     assert again[0]["source"] == "hubspot" and "still being processed" in again[0]["skipped"]
     assert cli("crm", "reconcile", "pipedrive").exit_code == 1  # no webhook credentials
+
+
+def test_a_webhook_retried_after_reconciliation_is_the_same_win_and_no_second_letter(
+    both: Runtime,
+    dispatcher: RecordingDispatcher,
+    apis: tuple[str, HubSpotState, str, PipedriveState],
+) -> None:
+    hs_deal(apis[1], "9002", timedelta(hours=3))
+    run(both, "hubspot", NOW - timedelta(days=1))
+    run_enqueued(both, list(dispatcher.sent))
+    # HubSpot's last retry of the lost webhook gets through now; the stage change it
+    # reports happened a few seconds before the close date reconciliation used.
+    hubspot_webhook_arrived(both, "9002", timedelta(hours=3, seconds=4))
+    assert [d for d, _ in letters_for(both)] == ["9002"]
+    with both.session_factory() as session:
+        from worker.models import Event
+
+        late = session.scalars(select(Event).order_by(Event.id.desc()).limit(1)).one()
+    assert late.external_id.startswith("hs:62515:4001:9002")
+    [verdict] = late.decisions or []
+    assert verdict["outcome"] == "no letter" and "closed already" in verdict["reason"]

@@ -94,7 +94,15 @@ class Planner:
         letters: list[Letter] = []
         decisions: list[dict[str, Any]] = []
         lock_contact(session, parsed.contact_email or "")
-        if parsed.type in LETTER_EVENT_TYPES:
+        repeat = self._repeated_close(session, event) if parsed.type == "deal.closed" else None
+        if repeat is not None:
+            reason = (
+                f"deal {event.deal_id} was closed already (event {repeat.external_id}) "
+                "and not reopened or lost since: the same win, reported again"
+            )
+            decisions.append(decision(None, Outcome.NO_LETTER, reason))
+            log.info("no letter: %s (event %s)", reason, event.external_id)
+        elif parsed.type in LETTER_EVENT_TYPES:
             letters = self._schedule(session, event, parsed, rules, now, decisions)
         elif parsed.type in CANCEL_EVENT_TYPES:
             self._cancel(session, event, rules, now, decisions)
@@ -237,6 +245,39 @@ class Planner:
             if abs(when - out) < per:
                 found.append((when, letter_id, "sent" if sent is not None else "due"))
         return [(letter_id, when, verb) for when, letter_id, verb in sorted(found)]
+
+    @staticmethod
+    def _repeated_close(session: Session, event: Event) -> Event | None:
+        """For a natively connected CRM, the earlier `deal.closed` of the same deal when no
+        loss or reopen came between. Such CRMs report a deal's state, not one transition
+        (Bitrix24 posts every edit of a won deal; reconciliation and a late webhook retry
+        can both report one win): a win reported again is not a second win. Events of the
+        generic source are the sender's to deduplicate, by event id.
+
+        Both neighbours in time count: a report that arrives late may carry an earlier
+        time than the one it repeats (a webhook retry after reconciliation)."""
+        if event.source == "generic" or not event.deal_id:
+            return None
+        same_deal = select(Event).where(
+            Event.source == event.source,
+            Event.deal_id == event.deal_id,
+            Event.type.in_(("deal.closed", "deal.lost", "deal.reopened")),
+            Event.id != event.id,
+        )
+        before = session.scalars(
+            same_deal.where(Event.occurred_at <= event.occurred_at)
+            .order_by(Event.occurred_at.desc(), Event.id.desc())
+            .limit(1)
+        ).first()
+        after = session.scalars(
+            same_deal.where(Event.occurred_at > event.occurred_at)
+            .order_by(Event.occurred_at, Event.id)
+            .limit(1)
+        ).first()
+        for neighbour in (before, after):
+            if neighbour is not None and neighbour.type == "deal.closed":
+                return neighbour
+        return None
 
     def _earlier_cancel(self, session: Session, event: Event, rule: Rule) -> Event | None:
         """A cancel_on event that happened after this event but was received before it.
