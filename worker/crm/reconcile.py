@@ -29,7 +29,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.intake.inbox import accept_batch
 from worker.intake.sources import RawEvent
 from worker.models import CrmSync, Event, InboxItem, InboxStatus
-from worker.queue import INGEST_INBOX, send_quietly
 
 if TYPE_CHECKING:
     from worker.runtime import Runtime
@@ -75,7 +74,7 @@ def reconcile(
 ) -> Report:
     """One catch-up for one CRM. `since` overrides the stored watermark. The first run
     without `since` only sets the watermark: deals won before Thankly was connected get
-    no letter unless someone asks for them. The caller enqueues ingest for `inbox_ids`."""
+    no letter unless someone asks for them."""
     until = now - SETTLE
     with factory() as session:
         state = session.scalar(select(CrmSync).where(CrmSync.source == crm.name))
@@ -99,7 +98,9 @@ def reconcile(
     missed = [d for d in found if not _closed_already(factory, crm.name, d.deal_id)]
     report.already = len(found) - len(missed)
     if missed:
-        accepted = accept_batch(factory, crm.name, [d.raw for d in missed], now)
+        # Left to the scheduler's next sweep (seconds away): reconciliation publishes
+        # nothing itself, wherever it runs (a worker, or `thankly crm reconcile`).
+        accepted = accept_batch(factory, crm.name, [d.raw for d in missed], now, enqueued=False)
         report.inbox_ids = tuple(a.inbox_id for a in accepted if not a.duplicate)
         report.added = len(report.inbox_ids)
     for deal in missed:
@@ -188,16 +189,13 @@ def connected(runtime: Runtime) -> dict[str, Reconcilable]:
 
 
 def run(runtime: Runtime, name: str, since: datetime | None = None) -> Report:
-    """Reconcile one connected CRM and enqueue what it added (after the rows commit)."""
+    """Reconcile one connected CRM; the scheduler's next sweep enqueues what it added."""
     crm = connected(runtime).get(name)
     if crm is None:
         raise LookupError(
             f"{name} is not connected (its webhook credentials and API token must be set)"
         )
-    report = reconcile(runtime.session_factory, crm, runtime.clock.now(), since)
-    for inbox_id in report.inbox_ids:
-        send_quietly(runtime.dispatcher, INGEST_INBOX, inbox_id)
-    return report
+    return reconcile(runtime.session_factory, crm, runtime.clock.now(), since)
 
 
 def run_claimed(runtime: Runtime, sync_id: int) -> str:

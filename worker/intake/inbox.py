@@ -42,14 +42,18 @@ def accept_batch(
     source: str,
     events: Sequence[RawEvent],
     now: datetime,
+    *,
+    enqueued: bool = True,
 ) -> list[Accepted]:
-    """Store a request's events, in order; ids seen before are duplicates, not errors."""
+    """Store a request's events, in order; ids seen before are duplicates, not errors.
+    `enqueued=False` leaves the rows to the scheduler's next sweep (for callers that do
+    not publish, such as reconciliation)."""
     try:
-        return _store(session_factory, source, events, now)
+        return _store(session_factory, source, events, now, enqueued)
     except IntegrityError:
         # A concurrent delivery of the same ids won the race; now they all exist, and a
         # second pass finds them as duplicates (the batch still commits whole).
-        return _store(session_factory, source, events, now)
+        return _store(session_factory, source, events, now, enqueued)
 
 
 def _store(
@@ -57,6 +61,7 @@ def _store(
     source: str,
     events: Sequence[RawEvent],
     now: datetime,
+    enqueued: bool,
 ) -> list[Accepted]:
     with session_factory.begin() as session:
         # (inbox id, body digest) of every id already stored, then of each one added here.
@@ -84,8 +89,9 @@ def _store(
                 body_sha256=digest,
                 status=InboxStatus.PENDING,
                 # Counts as enqueued now: the sweeper waits its grace period before retrying.
-                enqueued_at=now,
-                enqueue_count=1,
+                # Not enqueued: the sweeper takes it at its next pass.
+                enqueued_at=now if enqueued else None,
+                enqueue_count=1 if enqueued else 0,
             )
             session.add(item)
             session.flush()
