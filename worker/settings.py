@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-CrmKind = Literal["log", "http", "hubspot", "pipedrive"]
+CrmKind = Literal["log", "http", "hubspot", "pipedrive", "bitrix24", "amocrm"]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Short secrets can be guessed offline from a signed link (the key) or online (the token).
 MIN_LENGTHS = {"secret_key": 32, "admin_token": 24}
@@ -122,7 +122,17 @@ class Settings(BaseSettings):
     pipedrive_referral_activity_type: str | None = None
     pipedrive_feedback_note_tag: str | None = None
     pipedrive_referral_note_tag: str | None = None
-    # HubSpot and Pipedrive: how often the scheduler reconciles (0: only by hand).
+    # Bitrix24: the portal's domain and the outbound webhook's application token (intake),
+    # the incoming webhook's URL https://<portal>/rest/<user>/<secret>/ (the REST API).
+    bitrix24_portal: str | None = None
+    bitrix24_application_token: SecretStr | None = None
+    bitrix24_webhook_url: SecretStr | None = None
+    # A portal's customers' language and zone unless the contact says otherwise.
+    bitrix24_locale: str = "ru"
+    bitrix24_timezone: str = "Europe/Moscow"
+    # The portal's leaky bucket drains 2 requests a second (Enterprise: 5).
+    bitrix24_requests_per_second: int = Field(default=2, ge=1, le=5)
+    # Native CRMs: how often the scheduler reconciles (0: only by hand).
     crm_reconcile_minutes: int = Field(default=30, ge=0)
     machine_open_seconds: int = Field(default=5, ge=0)
     next_step_url: str | None = None

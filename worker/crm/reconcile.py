@@ -179,6 +179,7 @@ def connected(runtime: Runtime) -> dict[str, Reconcilable]:
     tokens = {
         "hubspot": runtime.settings.hubspot_token,
         "pipedrive": runtime.settings.pipedrive_token,
+        "bitrix24": runtime.settings.bitrix24_webhook_url,
     }
     found: dict[str, Reconcilable] = {}
     for name, token in tokens.items():

@@ -129,10 +129,17 @@ def _pipedrive(settings: Settings) -> Source:
     return build(settings)
 
 
+def _bitrix24(settings: Settings) -> Source:
+    from worker.crm.bitrix24.source import build
+
+    return build(settings)
+
+
 _FACTORIES: dict[str, SourceFactory] = {
     "generic": _generic,
     "hubspot": _hubspot,
     "pipedrive": _pipedrive,
+    "bitrix24": _bitrix24,
 }
 
 
