@@ -85,6 +85,24 @@ def test_celery_task_chatter_is_debug() -> None:
 
 
 @pytest.mark.usefixtures("restore_logging")
+def test_the_access_log_never_shows_a_secret_in_a_webhook_url() -> None:
+    """amoCRM authenticates by a secret in the webhook's URL; uvicorn logs each URL."""
+    stream = io.StringIO()
+    setup_logging("DEBUG", "text", stream)
+    secret = "Zq8wV1xY2kP9mN3bR7tL5cF0"
+    access = logging.getLogger("uvicorn.access")
+    args = ("10.0.0.7:5123", "POST", f"/webhooks/amocrm?secret={secret}&x=1", "1.1", 202)
+    access.info('%s - "%s %s HTTP/%s" %d', *args)
+    access.info(
+        '%s - "%s %s HTTP/%s" %d', "10.0.0.7:5124", "GET", f"/x?api_token={secret}", "1.1", 404
+    )
+    text = stream.getvalue()
+    assert secret not in text
+    assert '"POST /webhooks/amocrm?secret=***&x=1 HTTP/1.1" 202' in text
+    assert "/x?api_token=***" in text
+
+
+@pytest.mark.usefixtures("restore_logging")
 def test_json_format_is_one_object_per_line_with_the_exception() -> None:
     stream = io.StringIO()
     setup_logging("INFO", "json", stream)

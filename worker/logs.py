@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import IO, Literal
@@ -64,6 +65,25 @@ class _Threshold(logging.Filter):
         return record.levelno >= self.level
 
 
+# A webhook URL may carry its credential (amoCRM's `?secret=`): never written to a log.
+_URL_SECRET = re.compile(r"(?i)([?&](?:secret|token|api_token)=)[^&\s\"]*")
+
+
+def hide_url_secrets(text: str) -> str:
+    return _URL_SECRET.sub(r"\1***", text)
+
+
+class _NoUrlSecrets(logging.Filter):
+    """uvicorn's access log (on at DEBUG) prints each request's path and query."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(
+                hide_url_secrets(a) if isinstance(a, str) else a for a in record.args
+            )
+        return True
+
+
 def setup_logging(level: str, fmt: LogFormat = "text", stream: IO[str] | None = None) -> None:
     """Replace whatever logging configuration exists with the one Thankly handler."""
     threshold = logging.getLevelName(level.upper())
@@ -72,6 +92,7 @@ def setup_logging(level: str, fmt: LogFormat = "text", stream: IO[str] | None = 
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(_Threshold(threshold))
+    handler.addFilter(_NoUrlSecrets())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

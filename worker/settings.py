@@ -29,7 +29,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 CrmKind = Literal["log", "http", "hubspot", "pipedrive", "bitrix24", "amocrm"]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Short secrets can be guessed offline from a signed link (the key) or online (the token).
-MIN_LENGTHS = {"secret_key": 32, "admin_token": 24}
+MIN_LENGTHS = {"secret_key": 32, "admin_token": 24, "amocrm_webhook_secret": 24}
 HOW_TO_MAKE_ONE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 # Variables with the prefix that belong to the test suite and benchmarks, not to Thankly.
 FOREIGN_PREFIXES = ("THANKLY_TEST_", "THANKLY_BENCH_")
@@ -132,6 +132,19 @@ class Settings(BaseSettings):
     bitrix24_timezone: str = "Europe/Moscow"
     # The portal's leaky bucket drains 2 requests a second (Enterprise: 5).
     bitrix24_requests_per_second: int = Field(default=2, ge=1, le=5)
+    # amoCRM / Kommo: the account (subdomain, id) and the secret in the webhook's URL
+    # (intake), a long-lived token (API v4).
+    amocrm_subdomain: str | None = None
+    amocrm_account_id: str | None = None
+    amocrm_webhook_secret: SecretStr | None = None
+    amocrm_token: SecretStr | None = None
+    # https://<subdomain>.amocrm.ru unless set (Kommo: https://<subdomain>.kommo.com).
+    amocrm_api_base: str | None = None
+    amocrm_locale: str = "ru"
+    amocrm_timezone: str = "Europe/Moscow"
+    # amoCRM keeps one currency per account, not per lead.
+    amocrm_currency: str = "RUB"
+    amocrm_requests_per_second: int = Field(default=6, ge=1, le=7)
     # Native CRMs: how often the scheduler reconciles (0: only by hand).
     crm_reconcile_minutes: int = Field(default=30, ge=0)
     machine_open_seconds: int = Field(default=5, ge=0)

@@ -151,6 +151,14 @@ def _native(settings: Settings) -> dict[str, CrmAdapter]:
 
         language = "ru" if settings.bitrix24_locale.lower().startswith("ru") else "en"
         adapters["bitrix24"] = Bitrix24Crm(bitrix24_api(settings), language)
+    if settings.amocrm_token is not None and (
+        settings.amocrm_subdomain or settings.amocrm_api_base
+    ):
+        from worker.crm.amocrm.api import from_settings as amocrm_api
+        from worker.crm.amocrm.writeback import AmoCrmCrm
+
+        language = "ru" if settings.amocrm_locale.lower().startswith("ru") else "en"
+        adapters["amocrm"] = AmoCrmCrm(amocrm_api(settings), language)
     return adapters
 
 

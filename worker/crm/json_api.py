@@ -50,6 +50,8 @@ class JsonApi:
                 f"{self.label} {method} {path}: {type(exc).__name__}", permanent=False
             ) from None
         if response.status_code < 300:
+            if not response.content:  # 204 No Content: amoCRM's empty list
+                return {}
             answer: dict[str, Any] = response.json()
             return answer
         raise self._error(method, path, response)

@@ -180,6 +180,7 @@ def connected(runtime: Runtime) -> dict[str, Reconcilable]:
         "hubspot": runtime.settings.hubspot_token,
         "pipedrive": runtime.settings.pipedrive_token,
         "bitrix24": runtime.settings.bitrix24_webhook_url,
+        "amocrm": runtime.settings.amocrm_token,
     }
     found: dict[str, Reconcilable] = {}
     for name, token in tokens.items():

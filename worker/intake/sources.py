@@ -135,11 +135,18 @@ def _bitrix24(settings: Settings) -> Source:
     return build(settings)
 
 
+def _amocrm(settings: Settings) -> Source:
+    from worker.crm.amocrm.source import build
+
+    return build(settings)
+
+
 _FACTORIES: dict[str, SourceFactory] = {
     "generic": _generic,
     "hubspot": _hubspot,
     "pipedrive": _pipedrive,
     "bitrix24": _bitrix24,
+    "amocrm": _amocrm,
 }
 
 
