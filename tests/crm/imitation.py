@@ -69,6 +69,10 @@ def _handler(state: Imitation) -> type[BaseHTTPRequestHandler]:
             if answer is None and state.lost_answers and method == "POST":
                 state.lost_answers -= 1
                 status, extra, body = 502, {}, {"message": "Bad Gateway"}
+            if status == 204:  # No Content: no body at all
+                self.send_response(204)
+                self.end_headers()
+                return
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
