@@ -73,6 +73,8 @@ class Bitrix24State(Imitation):
         if method == "user.get":
             user = self.users.get(str(params.get("ID")))
             return _ok([user] if user else [])
+        if method == "profile":
+            return _ok({"ID": USER, "ADMIN": True, "NAME": "Сергей", "LAST_NAME": "Петров"})
         if method == "crm.deal.list":
             return self._deal_list(params)
         if method == "crm.timeline.comment.add":

@@ -310,3 +310,20 @@ def test_a_won_lead_ends_as_a_russian_letter_at_the_smtp_server_and_a_note(
     assert "спасибо" in (str(message["Subject"]) + body.get_content()).lower()
     [note] = api[1].notes
     assert note["entity_id"] == 25399013
+
+
+def test_crm_check_amocrm_names_the_account_and_catches_a_wrong_id(
+    cli: Any, monkeypatch: pytest.MonkeyPatch, api: tuple[str, AmoCrmState]
+) -> None:
+    env = {"THANKLY_AMOCRM_SUBDOMAIN": SUBDOMAIN, "THANKLY_AMOCRM_WEBHOOK_SECRET": SECRET,
+           "THANKLY_AMOCRM_TOKEN": TOKEN, "THANKLY_AMOCRM_API_BASE": api[0],
+           "THANKLY_AMOCRM_ACCOUNT_ID": ACCOUNT}  # fmt: skip
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = cli("crm", "check", "amocrm")
+    assert result.exit_code == 0, result.output
+    assert "token accepted: account ООО Ромашка (id 29085955)" in result.output
+    assert SECRET not in result.output and TOKEN not in result.output
+    monkeypatch.setenv("THANKLY_AMOCRM_ACCOUNT_ID", "1")
+    wrong = cli("crm", "check", "amocrm")
+    assert wrong.exit_code == 1 and "the token's account is 29085955" in wrong.output

@@ -301,3 +301,21 @@ def test_a_won_deal_ends_as_a_russian_letter_at_the_smtp_server_and_a_comment(
     assert body is not None and "Анна" in body.get_content()
     assert "спасибо" in (str(message["Subject"]) + body.get_content()).lower()  # in Russian
     assert [c["ENTITY_TYPE"] for c in api[1].comments] == ["deal", "contact"]
+
+
+def test_crm_check_bitrix24_says_what_is_set_and_whom_the_webhook_acts_as(
+    cli: Any, monkeypatch: pytest.MonkeyPatch, api: tuple[str, Bitrix24State]
+) -> None:
+    monkeypatch.setenv("THANKLY_BITRIX24_WEBHOOK_URL", api[0])
+    monkeypatch.setenv("THANKLY_PUBLIC_URL", "https://thankly.example")
+    result = cli("crm", "check", "bitrix24")
+    assert result.exit_code == 1  # the outbound webhook's token and portal are missing
+    assert "https://thankly.example/webhooks/bitrix24" in result.output
+    assert "incoming webhook accepted: it acts as Сергей Петров" in result.output
+    assert api[0] not in result.output  # the URL is the credential
+    monkeypatch.setenv("THANKLY_BITRIX24_PORTAL", PORTAL)
+    monkeypatch.setenv("THANKLY_BITRIX24_APPLICATION_TOKEN", APP_TOKEN)
+    assert cli("crm", "check", "bitrix24").exit_code == 0
+    monkeypatch.setenv("THANKLY_BITRIX24_WEBHOOK_URL", api[0].replace("x7k2", "0000"))
+    refused = cli("crm", "check", "bitrix24")
+    assert refused.exit_code == 1 and "the portal refused" in refused.output

@@ -56,14 +56,14 @@ def pending(as_json: JsonOpt = False) -> None:
 
 @crm_app.command("check")
 def check(
-    crm: Annotated[str, typer.Argument(help="hubspot or pipedrive")],
+    crm: Annotated[str, typer.Argument(help="hubspot, pipedrive, bitrix24 or amocrm")],
     as_json: JsonOpt = False,
 ) -> None:
     """Is the CRM connected? Settings, the webhook URL to paste, and what its API says."""
     from worker.crm.check import CHECKS
 
     if crm not in CHECKS:
-        fail(f"no such CRM {crm!r}: choose {' or '.join(CHECKS)}", 2)
+        fail(f"no such CRM {crm!r}: choose {', '.join(CHECKS)}", 2)
     findings = CHECKS[crm](settings_or_exit())
     if as_json:
         print_json([{"ok": f.ok, "text": f.text} for f in findings])
@@ -77,7 +77,8 @@ def check(
 @crm_app.command("reconcile")
 def reconcile(
     crm: Annotated[
-        str | None, typer.Argument(help="hubspot or pipedrive (default: every connected CRM)")
+        str | None,
+        typer.Argument(help="hubspot, pipedrive, bitrix24 or amocrm (default: every connected)"),
     ] = None,
     since: Annotated[
         str | None,
@@ -86,6 +87,7 @@ def reconcile(
     as_json: JsonOpt = False,
 ) -> None:
     """Find won deals whose webhook never came, and plan their letters."""
+    from worker.crm.check import CHECKS
     from worker.crm.reconcile import connected, run
     from worker.runtime import build_runtime
 
@@ -93,13 +95,13 @@ def reconcile(
     runtime = build_runtime(settings_or_exit())
     names = sorted(connected(runtime))
     if crm is not None:
-        if crm not in ("hubspot", "pipedrive"):
-            fail(f"no such CRM {crm!r}: choose hubspot or pipedrive", 2)
+        if crm not in CHECKS:
+            fail(f"no such CRM {crm!r}: choose {', '.join(CHECKS)}", 2)
         if crm not in names:
             fail(f"{crm} is not connected: run `thankly crm check {crm}`")
         names = [crm]
     if not names:
-        fail("no CRM is connected natively: see `thankly crm check hubspot|pipedrive`")
+        fail("no CRM is connected natively: see `thankly crm check <crm>`")
     try:
         reports = [run(runtime, name, moment) for name in names]
     except CallError as exc:

@@ -84,4 +84,78 @@ def check_pipedrive(settings: Settings) -> list[Finding]:
     return found
 
 
-CHECKS = {"hubspot": check_hubspot, "pipedrive": check_pipedrive}
+def check_bitrix24(settings: Settings) -> list[Finding]:
+    from worker.crm.bitrix24.api import METHODS, from_settings
+
+    url = f"{settings.public_url.rstrip('/')}/webhooks/bitrix24"
+    found = [Finding(True, f"outbound webhook URL (events ONCRMDEALUPDATE, ONCRMDEALADD): {url}")]
+    if settings.bitrix24_portal and settings.bitrix24_application_token is not None:
+        found.append(Finding(True, f"portal {settings.bitrix24_portal}, application token set"))
+    else:
+        found.append(
+            Finding(
+                False,
+                "THANKLY_BITRIX24_PORTAL / _APPLICATION_TOKEN are not set: "
+                "/webhooks/bitrix24 answers 404",
+            )
+        )
+    if settings.bitrix24_webhook_url is None:
+        found.append(
+            Finding(False, "THANKLY_BITRIX24_WEBHOOK_URL is not set: deals cannot be read")
+        )
+        return found
+    try:
+        me = from_settings(settings).result(METHODS["profile"]) or {}
+    except CallError as exc:
+        found.append(Finding(False, f"the portal refused: {exc}"))
+        return found
+    who = " ".join(str(me.get(k) or "") for k in ("NAME", "LAST_NAME")).strip() or "a user"
+    found.append(Finding(True, f"incoming webhook accepted: it acts as {who}"))
+    return found
+
+
+def check_amocrm(settings: Settings) -> list[Finding]:
+    from worker.crm.amocrm.api import from_settings
+
+    url = (
+        f"{settings.public_url.rstrip('/')}/webhooks/amocrm?secret=<THANKLY_AMOCRM_WEBHOOK_SECRET>"
+    )
+    found = [Finding(True, f"webhook URL (event: lead status changed): {url}")]
+    if settings.amocrm_subdomain and settings.amocrm_webhook_secret is not None:
+        found.append(Finding(True, f"account {settings.amocrm_subdomain}, webhook secret set"))
+    else:
+        found.append(
+            Finding(
+                False,
+                "THANKLY_AMOCRM_SUBDOMAIN / _WEBHOOK_SECRET are not set: "
+                "/webhooks/amocrm answers 404",
+            )
+        )
+    if settings.amocrm_token is None:
+        found.append(Finding(False, "THANKLY_AMOCRM_TOKEN is not set: leads cannot be read"))
+        return found
+    try:
+        account = from_settings(settings).account()
+    except CallError as exc:
+        found.append(Finding(False, f"the API refused: {exc}"))
+        return found
+    found.append(
+        Finding(True, f"token accepted: account {account.get('name')} (id {account.get('id')})")
+    )
+    if settings.amocrm_account_id and str(account.get("id")) != settings.amocrm_account_id:
+        found.append(
+            Finding(
+                False,
+                f"THANKLY_AMOCRM_ACCOUNT_ID is {settings.amocrm_account_id}, "
+                f"but the token's account is {account.get('id')}",
+            )
+        )
+    return found
+
+
+CHECKS = {
+    "hubspot": check_hubspot,
+    "pipedrive": check_pipedrive,
+    "bitrix24": check_bitrix24,
+    "amocrm": check_amocrm,
+}
