@@ -157,9 +157,7 @@ def test_the_env_example_offers_only_crm_values_that_work() -> None:
     settings = Settings.model_validate({"crm": crm, "var_dir": "var"})
     assert make_crm(settings) is not None
     # The native CRMs are offered commented out, with every variable a real setting.
-    native = re.findall(
-        r"^# (THANKLY_(?:HUBSPOT|PIPEDRIVE|BITRIX24|AMOCRM)_\w+)=", EXAMPLE, re.M
-    )
+    native = re.findall(r"^# (THANKLY_(?:HUBSPOT|PIPEDRIVE|BITRIX24|AMOCRM)_\w+)=", EXAMPLE, re.M)
     assert len(native) >= 10
     for name in native:
         assert name.removeprefix("THANKLY_").lower() in Settings.model_fields, name

@@ -22,14 +22,20 @@ from sqlalchemy import select
 
 from tests.conftest import NOW
 from tests.crm.amocrm_api import RATE_LIMITED, TOKEN, UNAVAILABLE, AmoCrmState, amocrm_api
-from tests.crm.steps import crm_runtime, ingest_through_failures
+from tests.crm.steps import (
+    app_client,
+    crm_runtime,
+    inbox,
+    ingest_through_failures,
+    send_then_report,
+)
 from tests.helpers import all_letters
 from tests.smtp_server import smtp_server
 from worker.clock import FixedClock
 from worker.crm.reconcile import run
 from worker.http.app import create_app
 from worker.jobs import run_enqueued
-from worker.models import Event, InboxItem, LetterStatus
+from worker.models import Event, LetterStatus
 from worker.queue import INGEST_INBOX, RecordingDispatcher
 from worker.runtime import Runtime
 from worker.scheduling import tick
@@ -87,7 +93,7 @@ def amo(
 
 @pytest.fixture
 def amo_client(amo: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(amo), raise_server_exceptions=False) as test_client:
+    with app_client(amo) as test_client:
         yield test_client
 
 
@@ -121,11 +127,6 @@ def post(
     url = "/webhooks/amocrm" + (f"?secret={secret}" if secret is not None else "")
     response: httpx.Response = client.post(url, content=body, headers=headers)
     return response
-
-
-def inbox(runtime: Runtime) -> list[InboxItem]:
-    with runtime.session_factory() as session:
-        return list(session.scalars(select(InboxItem).order_by(InboxItem.id)))
 
 
 def test_a_lead_moved_to_142_is_stored_then_read_and_planned_in_russian(
@@ -297,11 +298,7 @@ def test_a_won_lead_ends_as_a_russian_letter_at_the_smtp_server_and_a_note(
             assert post(client, status_change((25399013, 142, 3104458))).status_code == 202
         run_enqueued(runtime, list(dispatcher.sent))
         [letter] = all_letters(runtime)
-        for moment in (letter.due_at, letter.due_at + timedelta(minutes=1)):
-            dispatcher.sent.clear()
-            clock.set(moment)
-            tick.tick(runtime)
-            run_enqueued(runtime, list(dispatcher.sent))
+        send_then_report(runtime, clock, letter.due_at)
     [raw] = script.raw
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(message, EmailMessage)

@@ -22,14 +22,20 @@ from sqlalchemy import select
 
 from tests.conftest import NOW
 from tests.crm.bitrix24_api import QUERY_LIMIT, TIME_LIMIT, Bitrix24State, bitrix24_api
-from tests.crm.steps import crm_runtime, ingest_through_failures
+from tests.crm.steps import (
+    app_client,
+    crm_runtime,
+    inbox,
+    ingest_through_failures,
+    send_then_report,
+)
 from tests.helpers import all_letters
 from tests.smtp_server import smtp_server
 from worker.clock import FixedClock
 from worker.crm.reconcile import run
 from worker.http.app import create_app
 from worker.jobs import run_enqueued
-from worker.models import Event, InboxItem, LetterStatus
+from worker.models import Event, LetterStatus
 from worker.queue import INGEST_INBOX, RecordingDispatcher
 from worker.runtime import Runtime
 from worker.scheduling import tick
@@ -90,7 +96,7 @@ def b24(
 
 @pytest.fixture
 def b24_client(b24: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(b24), raise_server_exceptions=False) as test_client:
+    with app_client(b24) as test_client:
         yield test_client
 
 
@@ -112,11 +118,6 @@ def outbound(deal: str, ts: datetime, event: str = "ONCRMDEALUPDATE", **auth: st
 def post(client: TestClient, body: bytes, headers: dict[str, str] = FORM) -> httpx.Response:
     response: httpx.Response = client.post("/webhooks/bitrix24", content=body, headers=headers)
     return response
-
-
-def inbox(runtime: Runtime) -> list[InboxItem]:
-    with runtime.session_factory() as session:
-        return list(session.scalars(select(InboxItem).order_by(InboxItem.id)))
 
 
 def test_a_won_deal_is_stored_at_once_then_read_in_two_batches_and_planned_in_russian(
@@ -289,11 +290,7 @@ def test_a_won_deal_ends_as_a_russian_letter_at_the_smtp_server_and_a_comment(
             assert post(client, outbound("77", NOW - timedelta(minutes=1))).status_code == 202
         run_enqueued(runtime, list(dispatcher.sent))
         [letter] = all_letters(runtime)
-        for moment in (letter.due_at, letter.due_at + timedelta(minutes=1)):
-            dispatcher.sent.clear()
-            clock.set(moment)
-            tick.tick(runtime)
-            run_enqueued(runtime, list(dispatcher.sent))
+        send_then_report(runtime, clock, letter.due_at)
     [raw] = script.raw
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(message, EmailMessage)

@@ -17,14 +17,13 @@ from sqlalchemy import select
 
 from tests.conftest import NOW
 from tests.crm.hubspot_api import RATE_LIMITED, TOKEN, UNAVAILABLE, HubSpotState, hubspot_api
-from tests.crm.steps import crm_runtime, ingest_through_failures
+from tests.crm.steps import app_client, crm_runtime, inbox, ingest_through_failures
 from tests.helpers import all_letters
 from worker.clock import FixedClock
 from worker.crm.hubspot.source import signature, signed_uri
 from worker.crm.rate_budget import RateBudget
-from worker.http.app import create_app
 from worker.jobs import run_enqueued
-from worker.models import InboxItem, InboxStatus, LetterStatus
+from worker.models import InboxStatus, LetterStatus
 from worker.queue import RecordingDispatcher
 from worker.retry import CallError
 from worker.runtime import Runtime
@@ -82,7 +81,7 @@ def hub(
 
 @pytest.fixture
 def hub_client(hub: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(hub), raise_server_exceptions=False) as test_client:
+    with app_client(hub) as test_client:
         yield test_client
 
 
@@ -121,11 +120,6 @@ def post(
     }
     response: httpx.Response = client.post(target, content=body, headers=headers)
     return response
-
-
-def inbox(runtime: Runtime) -> list[InboxItem]:
-    with runtime.session_factory() as session:
-        return list(session.scalars(select(InboxItem).order_by(InboxItem.id)))
 
 
 def test_the_signed_uri_decodes_what_hubspot_decodes() -> None:

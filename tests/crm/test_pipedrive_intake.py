@@ -19,14 +19,13 @@ from sqlalchemy import select
 
 from tests.conftest import NOW
 from tests.crm.pipedrive_api import RATE_LIMITED, TOKEN, UNAVAILABLE, PipedriveState, pipedrive_api
-from tests.crm.steps import crm_runtime, ingest_through_failures
+from tests.crm.steps import app_client, crm_runtime, inbox, ingest_through_failures
 from tests.helpers import all_letters
 from worker.clock import FixedClock
 from worker.crm.pipedrive.mapping import plain_text, rated
 from worker.crm.pipedrive.source import occurred_at
-from worker.http.app import create_app
 from worker.jobs import run_enqueued
-from worker.models import Event, InboxItem, InboxStatus, LetterStatus
+from worker.models import Event, InboxStatus, LetterStatus
 from worker.queue import RecordingDispatcher
 from worker.runtime import Runtime
 
@@ -92,7 +91,7 @@ def pd(
 
 @pytest.fixture
 def pd_client(pd: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(pd), raise_server_exceptions=False) as test_client:
+    with app_client(pd) as test_client:
         yield test_client
 
 
@@ -120,11 +119,6 @@ def post(client: TestClient, body: Any, headers: dict[str, str] | None = None) -
         headers=basic() if headers is None else headers,
     )
     return response
-
-
-def inbox(runtime: Runtime) -> list[InboxItem]:
-    with runtime.session_factory() as session:
-        return list(session.scalars(select(InboxItem).order_by(InboxItem.id)))
 
 
 def test_a_won_deal_is_answered_at_once_then_read_through_the_api_and_planned(
