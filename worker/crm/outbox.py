@@ -27,12 +27,13 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=5)
 MAX_BACKOFF = timedelta(hours=1)
 MAX_WAIT_IN_TASK = 30.0
+BATCH = 200  # activities claimed by one tick at most
 
 
 def claim_due_activities(
     session_factory: sessionmaker[Session],
     now: datetime,
-    limit: int = 200,
+    limit: int = BATCH,
     lease: timedelta = LEASE,
 ) -> list[int]:
     """Pending activities that are due, plus ones whose delivery lease ran out (a worker

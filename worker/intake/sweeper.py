@@ -21,6 +21,7 @@ from worker.models import InboxItem, InboxStatus
 # The longest wait between two enqueues of a row is the grace period * 2**MAX_DOUBLINGS
 # (64 minutes with the default 60 s grace).
 MAX_DOUBLINGS = 6
+BATCH = 500  # inbox rows re-enqueued by one sweep at most
 
 
 def backed_off(
@@ -39,7 +40,7 @@ def backed_off(
 
 
 def claim_stale_inbox(
-    session_factory: sessionmaker[Session], now: datetime, grace: timedelta, limit: int = 500
+    session_factory: sessionmaker[Session], now: datetime, grace: timedelta, limit: int = BATCH
 ) -> list[int]:
     """Ids of pending rows whose back-off since their last enqueue ran out (a grace
     period after the first, doubling with each), marked as enqueued now.

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.intake.sweeper import backed_off
-from worker.models import Letter, LetterStatus
+from worker.models import ActivityStatus, CrmActivity, Letter, LetterStatus
+
+BATCH = 200  # letters claimed by one tick at most; a full batch means more may be due
 
 
 def claim_due_letters(
-    session_factory: sessionmaker[Session], now: datetime, limit: int = 200
+    session_factory: sessionmaker[Session], now: datetime, limit: int = BATCH
 ) -> list[int]:
     with session_factory.begin() as session:
         query = (
@@ -49,8 +51,23 @@ def claim_due_letters(
     return sorted(claimed)
 
 
+def next_due(session_factory: sessionmaker[Session]) -> datetime | None:
+    """When the next scheduled letter or pending CRM activity falls due (an index read)."""
+    with session_factory() as session:
+        letter = session.scalar(
+            select(func.min(Letter.due_at)).where(Letter.status == LetterStatus.SCHEDULED)
+        )
+        activity = session.scalar(
+            select(func.min(CrmActivity.next_attempt_at)).where(
+                CrmActivity.status == ActivityStatus.PENDING
+            )
+        )
+    found = [t for t in (letter, activity) if t is not None]
+    return min(found) if found else None
+
+
 def claim_stuck_queued(
-    session_factory: sessionmaker[Session], now: datetime, grace: timedelta, limit: int = 200
+    session_factory: sessionmaker[Session], now: datetime, grace: timedelta, limit: int = BATCH
 ) -> list[int]:
     """Queued letters whose send task never started (lost by the broker, or still behind
     a backlog): enqueue again, a grace period after the claim and then after twice as long

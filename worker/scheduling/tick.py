@@ -1,6 +1,8 @@
 """The periodic loop of `thankly scheduler` (and of `thankly run`).
 
 Each tick asks the database what is due and enqueues it; the broker never holds a timer.
+The loop drains: after a tick that claimed a full batch it ticks again at once, and
+otherwise rests until the next letter or activity falls due, at most the interval.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from worker.crm.outbox import BATCH as ACTIVITY_BATCH
 from worker.crm.outbox import claim_due_activities
 from worker.crm.reconcile import claim_due_runs, connected
 from worker.healthcheck import HEARTBEAT_FILE
+from worker.intake.sweeper import BATCH as INBOX_BATCH
 from worker.intake.sweeper import claim_stale_inbox
 from worker.queue import (
     DELIVER_ACTIVITY,
@@ -23,9 +27,11 @@ from worker.queue import (
 )
 from worker.runtime import Runtime
 from worker.scheduling.claims import (
+    BATCH,
     claim_due_letters,
     claim_stuck_queued,
     mark_stale_sending_unknown,
+    next_due,
 )
 
 log = logging.getLogger(__name__)
@@ -38,6 +44,17 @@ class TickReport:
     letters_requeued: int = 0
     letters_lost: int = 0
     activities_queued: int = 0
+    # Some claim returned its whole batch: more may be due right now.
+    full: bool = False
+
+
+def pause_until(now: datetime, due: datetime | None, interval: float) -> float:
+    """How long the loop rests after a tick that left nothing due: until the next letter
+    or activity falls due, at most `interval` (the sweeps of lost messages run at least
+    that often)."""
+    if due is None:
+        return interval
+    return min(max((due - now).total_seconds(), 0.0), interval)
 
 
 def tick(runtime: Runtime) -> TickReport:
@@ -65,7 +82,13 @@ def tick(runtime: Runtime) -> TickReport:
     for activity_id in activities:
         send_quietly(runtime.dispatcher, DELIVER_ACTIVITY, activity_id)
     _reconcile_when_due(runtime, now)
-    return TickReport(len(inbox), len(due), len(stuck), len(lost), len(activities))
+    full = (
+        len(inbox) >= INBOX_BATCH
+        or len(due) >= BATCH
+        or len(stuck) >= BATCH
+        or len(activities) >= ACTIVITY_BATCH
+    )
+    return TickReport(len(inbox), len(due), len(stuck), len(lost), len(activities), full)
 
 
 def _reconcile_when_due(runtime: Runtime, now: datetime) -> None:
@@ -86,11 +109,15 @@ def run_forever(runtime: Runtime, stop: threading.Event) -> None:
     heartbeat = runtime.settings.var_dir / HEARTBEAT_FILE
     heartbeat.parent.mkdir(parents=True, exist_ok=True)
     while True:
+        pause = interval
         try:
-            tick(runtime)
+            report = tick(runtime)
             heartbeat.touch()  # read by the container health check
+            # After a full batch, more is due now: drain the backlog before resting.
+            due = None if report.full else next_due(runtime.session_factory)
+            pause = 0.0 if report.full else pause_until(runtime.clock.now(), due, interval)
         except Exception:
             # The database may be down for a while; keep ticking rather than exit.
             log.exception("scheduler tick failed; trying again in %.0f s", interval)
-        if stop.wait(interval):
+        if stop.wait(pause):
             return
