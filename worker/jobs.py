@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 from worker.crm.outbox import deliver_activity as deliver
 from worker.delivery.send import send_letter as send
 from worker.intake.ingest import ingest, mark_failed
+from worker.metrics import JOBS as JOB_OUTCOMES
 from worker.planning.rules import RulesError
 from worker.queue import DELIVER_ACTIVITY, INGEST_INBOX, RECONCILE_CRM, SEND_LETTER
 
@@ -82,6 +83,7 @@ JOBS: Mapping[str, Job] = {
 def run_job(runtime: Runtime, task: str, item_id: int) -> str:
     """Run one job by its task name. The single path every job takes, in Celery or not."""
     outcome = JOBS[task](runtime, item_id)
+    JOB_OUTCOMES.labels(task, outcome).inc()
     log.debug("%s(%s) -> %s", task, item_id, outcome)
     return outcome
 

@@ -29,7 +29,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 CrmKind = Literal["log", "http", "hubspot", "pipedrive", "bitrix24", "amocrm"]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Short secrets can be guessed offline from a signed link (the key) or online (the token).
-MIN_LENGTHS = {"secret_key": 32, "admin_token": 24, "amocrm_webhook_secret": 24}
+MIN_LENGTHS = {
+    "secret_key": 32,
+    "admin_token": 24,
+    "metrics_token": 24,
+    "amocrm_webhook_secret": 24,
+}
 HOW_TO_MAKE_ONE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 # Variables with the prefix that belong to the test suite and benchmarks, not to Thankly.
 FOREIGN_PREFIXES = ("THANKLY_TEST_", "THANKLY_BENCH_")
@@ -80,6 +85,8 @@ class Settings(BaseSettings):
     webhook_secrets: SecretStr | None = None
     secret_key: SecretStr | None = None
     admin_token: SecretStr | None = None
+    # When set, GET /metrics wants it as a bearer token.
+    metrics_token: SecretStr | None = None
     rules_file: Path = Path("config/rules.yaml")
     templates_dir: Path = Path("templates")
     # Who "we" are in letters (worker/letters/brand.py); THANKLY_BRAND_* override it.

@@ -36,6 +36,7 @@ from worker.letters.brand import Brand
 from worker.letters.compose import Tracking, compose, letter_setup, render
 from worker.letters.render import Rendered, Renderer, RenderError
 from worker.logs import mask_email
+from worker.metrics import LETTER_TRANSITIONS, SEND_ATTEMPTS, SEND_SECONDS
 from worker.models import Attempt, Event, Letter, LetterStatus
 from worker.planning.rules_model import RuleSet
 from worker.retry import backoff, call_with_retries
@@ -166,6 +167,7 @@ def finish(session: Session, letter_id: int, now: datetime, outcome: Finish) -> 
         )
         if getattr(changed, "rowcount", 0) == 1:
             left = status
+            LETTER_TRANSITIONS.labels(outcome.status).inc()
             break
     if left is None:
         letter = session.get_one(Letter, letter_id)
@@ -208,6 +210,9 @@ def _record(
             .where(Letter.id == letter_id)
             .values(attempt_count=Letter.attempt_count + 1)
         )
+    error_class = error.error_class if error else ("render" if text else None)
+    SEND_ATTEMPTS.labels(outcome, error_class or "none").inc()
+    SEND_SECONDS.observe(max(0.0, (d.clock.now() - started).total_seconds()))
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from worker.http import admin, health, home, tracking, webhooks
+from worker.http import admin, health, home, metrics, tracking, webhooks
 from worker.intake import sources
 from worker.runtime import Runtime
 from worker.secrets_store import secret_key
@@ -46,5 +46,6 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(tracking.router)
     app.include_router(admin.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(home.router)
     return app

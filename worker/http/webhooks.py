@@ -8,6 +8,7 @@ the body within the cap, stores the events a source accepted, and enqueues after
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -18,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from worker.http.body import BadContentLength, BodyTooLarge, read_capped
 from worker.intake.inbox import accept_batch
 from worker.intake.sources import Refused
+from worker.metrics import WEBHOOKS
 from worker.queue import INGEST_INBOX, send_quietly
 from worker.runtime import Runtime
 
@@ -45,6 +47,25 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.post("/webhooks/{source}", status_code=202, responses=_RESPONSES)
 async def webhook(source: str, request: Request, background: BackgroundTasks) -> JSONResponse:
+    response = await _answer(source, request, background)
+    _count(request.app.state.runtime, source, response)
+    return response
+
+
+def _count(runtime: Runtime, source: str, response: JSONResponse) -> None:
+    # Only registered names become label values: a scan of random URLs adds none.
+    name = source if runtime.source(source) is not None else "unknown"
+    code = response.status_code
+    if code == 202:
+        outcome = "accepted"
+    elif code == 200:
+        outcome = str(json.loads(bytes(response.body)).get("status", "duplicate"))
+    else:
+        outcome = "rejected"
+    WEBHOOKS.labels(name, outcome, str(code) if outcome == "rejected" else "").inc()
+
+
+async def _answer(source: str, request: Request, background: BackgroundTasks) -> JSONResponse:
     runtime: Runtime = request.app.state.runtime
     sender = runtime.source(source)
     if sender is None:

@@ -25,6 +25,7 @@ from worker.clock import Clock
 from worker.events import GenericEvent, InvalidEvent
 from worker.intake.generic import GenericSource
 from worker.intake.sources import Source
+from worker.metrics import INGEST_LAG_SECONDS
 from worker.models import Event, InboxItem, InboxStatus
 from worker.retry import CallError, backoff
 
@@ -66,6 +67,7 @@ def ingest(
         if item.status != InboxStatus.PENDING:
             return IngestResult("already")
         source_name, external_id, raw = item.source, item.event_id, item.body
+        received_at = item.received_at
 
     source = source_for(source_name)
     try:
@@ -105,7 +107,9 @@ def ingest(
         if on_event is not None:
             on_event(session, event, parsed, now)
         log.info("ingested %s event %s as #%s", parsed.type, external_id, event.id)
-        return IngestResult("ingested", event.id)
+        event_id = event.id
+    INGEST_LAG_SECONDS.observe(max(0.0, (now - received_at).total_seconds()))
+    return IngestResult("ingested", event_id)
 
 
 def _park(

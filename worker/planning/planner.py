@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from worker.delivery.message_ids import new_message_id
 from worker.events import CANCEL_EVENT_TYPES, LETTER_EVENT_TYPES, GenericEvent
 from worker.logs import mask_email
+from worker.metrics import LETTER_TRANSITIONS
 from worker.models import PENDING_LETTER_STATUSES, Event, Letter, LetterStatus
 from worker.planning.durations import format_duration
 from worker.planning.plan import plan
@@ -155,6 +156,7 @@ class Planner:
             )
             session.add(letter)
             session.flush()  # the next rule's frequency cap must see this letter
+            LETTER_TRANSITIONS.labels(status).inc()
             decisions.append(decision(rule.name, status, reason, letter.id))
             if status == LetterStatus.SCHEDULED:
                 log.info(
@@ -378,9 +380,10 @@ class Planner:
     ) -> None:
         if not ids:
             return
-        session.execute(
+        changed = session.execute(
             update(Letter)
             .where(Letter.id.in_(ids), Letter.status.in_(PENDING_LETTER_STATUSES))
             .values(status=status, status_reason=reason, updated_at=now)
         )
+        LETTER_TRANSITIONS.labels(status).inc(getattr(changed, "rowcount", 0) or 0)
         log.info("%d pending letters %s: %s", len(ids), status, reason)

@@ -18,6 +18,8 @@ from worker.crm.reconcile import claim_due_runs, connected
 from worker.healthcheck import HEARTBEAT_FILE
 from worker.intake.sweeper import BATCH as INBOX_BATCH
 from worker.intake.sweeper import claim_stale_inbox
+from worker.metrics import LETTER_TRANSITIONS, TICK_SECONDS
+from worker.models import LetterStatus
 from worker.queue import (
     DELIVER_ACTIVITY,
     INGEST_INBOX,
@@ -68,6 +70,7 @@ def tick(runtime: Runtime) -> TickReport:
     if inbox:
         log.info("re-enqueued %d inbox rows that were never ingested", len(inbox))
     due = claim_due_letters(runtime.session_factory, now)
+    LETTER_TRANSITIONS.labels(LetterStatus.QUEUED).inc(len(due))
     stuck = claim_stuck_queued(runtime.session_factory, now, grace)
     for letter_id in (*due, *stuck):
         send_quietly(runtime.dispatcher, SEND_LETTER, letter_id)
@@ -111,7 +114,8 @@ def run_forever(runtime: Runtime, stop: threading.Event) -> None:
     while True:
         pause = interval
         try:
-            report = tick(runtime)
+            with TICK_SECONDS.time():
+                report = tick(runtime)
             heartbeat.touch()  # read by the container health check
             # After a full batch, more is due now: drain the backlog before resting.
             due = None if report.full else next_due(runtime.session_factory)
