@@ -26,9 +26,11 @@ RUN pip install --no-deps .
 COPY templates ./templates
 COPY config ./config
 
+# /app/metrics: where every process writes its Prometheus counters (a shared volume in
+# docker-compose.yml); it must exist, owned by the user, before a volume is mounted on it.
 RUN useradd --system --uid 10001 --home-dir /app thankly \
-    && mkdir -p /app/var \
-    && chown thankly /app/var
+    && mkdir -p /app/var /app/metrics \
+    && chown thankly /app/var /app/metrics
 USER thankly
 
 EXPOSE 8000

@@ -192,3 +192,19 @@ def test_the_image_installs_dependencies_before_it_copies_the_code() -> None:
     code = [i for i, line in enumerate(lines) if re.match(r"COPY (worker|tasks|migrations) ", line)]
     assert len(code) == 3 and min(code) > install
     assert any(line.startswith("RUN pip install --no-deps .") for line in lines[min(code) :])
+
+
+def test_every_thankly_process_counts_into_one_shared_metrics_folder() -> None:
+    """/metrics is answered by the API but counts what workers and the scheduler did too:
+    prometheus-client's multi-process mode needs one folder they all write to."""
+    folder = None
+    for name in ("api", "worker", "scheduler"):
+        service = SERVICES[name]
+        folder = service["environment"]["PROMETHEUS_MULTIPROC_DIR"]
+        assert f"metrics:{folder}" in service["volumes"], name
+    assert "metrics" in COMPOSE["volumes"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert (
+        f"mkdir -p /app/var {folder}" in dockerfile
+        and f"chown thankly /app/var {folder}" in dockerfile
+    )
