@@ -219,8 +219,25 @@ def run(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
             run_url_file.unlink(missing_ok=True)
 
 
-def api(host: HostOpt = "0.0.0.0", port: PortOpt = 8000) -> None:  # noqa: S104 - a server
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        min=1,
+        max=64,
+        help="API processes sharing the port [default: one per core, at most 8].",
+        show_default=False,
+    ),
+]
+
+
+def api(
+    host: HostOpt = "0.0.0.0",  # noqa: S104 - a server
+    port: PortOpt = 8000,
+    workers: WorkersOpt = None,
+) -> None:
     """The HTTP API alone (production; needs THANKLY_BROKER_URL)."""
+    from worker.cli.prefork import default_workers, run_children
     from worker.runtime import set_runtime
     from worker.secrets_store import MissingSecretError
 
@@ -233,7 +250,20 @@ def api(host: HostOpt = "0.0.0.0", port: PortOpt = 8000) -> None:  # noqa: S104 
         application = _app(runtime)
     except MissingSecretError as exc:
         fail(str(exc), 2)
-    _serve(application, _listen(host, port, "api"), settings)
+    sock = _listen(host, port, "api")
+    count = workers or default_workers()
+    if count == 1:
+        _serve(application, sock, settings)
+        return
+    # Checked above; each process builds its own from here (no connection crosses a fork).
+    runtime.engine.dispose()
+
+    def serve_child() -> None:
+        child = _runtime(settings)
+        set_runtime(child)
+        _serve(_app(child), sock, settings)
+
+    raise typer.Exit(run_children(count, serve_child))
 
 
 # The Celery pools that fit Thankly's tasks (gevent/eventlet would need extra packages).
