@@ -315,4 +315,4 @@ def test_crm_check_bitrix24_says_what_is_set_and_whom_the_webhook_acts_as(
     assert cli("crm", "check", "bitrix24").exit_code == 0
     monkeypatch.setenv("THANKLY_BITRIX24_WEBHOOK_URL", api[0].replace("x7k2", "0000"))
     refused = cli("crm", "check", "bitrix24")
-    assert refused.exit_code == 1 and "the portal refused" in refused.output
+    assert refused.exit_code == 1 and "the CRM's API refused" in refused.output
