@@ -96,6 +96,10 @@ class PipedriveSource:
             raise Refused(
                 422, "not a valid Pipedrive webhook", {"problems": [_required("timestamp")]}
             ) from None
+        if not isinstance(payload.get("data"), dict):
+            return []  # a deletion (`data` is null), or nothing Thankly could read
+        if not isinstance(payload.get("previous"), dict | None):
+            payload["previous"] = None
         if event_kind(payload, self.mapping) is None:
             return []
         event_id = f"pd:{meta.get('company_id', '')}:{meta['id']}"
