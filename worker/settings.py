@@ -132,8 +132,8 @@ class Settings(BaseSettings):
     # Bitrix24: the portal's domain and the outbound webhook's application token (intake),
     # the incoming webhook's URL https://<portal>/rest/<user>/<secret>/ (the REST API).
     bitrix24_portal: str | None = None
-    bitrix24_application_token: SecretStr | None = None
-    bitrix24_webhook_url: SecretStr | None = None
+    bitrix24_app_token: SecretStr | None = None
+    bitrix24_rest_url: SecretStr | None = None
     # A portal's customers' language and zone unless the contact says otherwise.
     bitrix24_locale: str = "ru"
     bitrix24_timezone: str = "Europe/Moscow"

@@ -75,8 +75,8 @@ def api() -> Iterator[tuple[str, Bitrix24State]]:
 def settings(url: str, **extra: Any) -> dict[str, Any]:
     return {
         "bitrix24_portal": f"https://{PORTAL}/",
-        "bitrix24_application_token": SecretStr(APP_TOKEN),
-        "bitrix24_webhook_url": SecretStr(url),
+        "bitrix24_app_token": SecretStr(APP_TOKEN),
+        "bitrix24_rest_url": SecretStr(url),
         "crm_reconcile_minutes": 0,
         **extra,
     }
@@ -303,7 +303,7 @@ def test_a_won_deal_ends_as_a_russian_letter_at_the_smtp_server_and_a_comment(
 def test_crm_check_bitrix24_says_what_is_set_and_whom_the_webhook_acts_as(
     cli: Any, monkeypatch: pytest.MonkeyPatch, api: tuple[str, Bitrix24State]
 ) -> None:
-    monkeypatch.setenv("THANKLY_BITRIX24_WEBHOOK_URL", api[0])
+    monkeypatch.setenv("THANKLY_BITRIX24_REST_URL", api[0])
     monkeypatch.setenv("THANKLY_PUBLIC_URL", "https://thankly.example")
     result = cli("crm", "check", "bitrix24")
     assert result.exit_code == 1  # the outbound webhook's token and portal are missing
@@ -311,8 +311,8 @@ def test_crm_check_bitrix24_says_what_is_set_and_whom_the_webhook_acts_as(
     assert "incoming webhook accepted: it acts as Сергей Петров" in result.output
     assert api[0] not in result.output  # the URL is the credential
     monkeypatch.setenv("THANKLY_BITRIX24_PORTAL", PORTAL)
-    monkeypatch.setenv("THANKLY_BITRIX24_APPLICATION_TOKEN", APP_TOKEN)
+    monkeypatch.setenv("THANKLY_BITRIX24_APP_TOKEN", APP_TOKEN)
     assert cli("crm", "check", "bitrix24").exit_code == 0
-    monkeypatch.setenv("THANKLY_BITRIX24_WEBHOOK_URL", api[0].replace("x7k2", "0000"))
+    monkeypatch.setenv("THANKLY_BITRIX24_REST_URL", api[0].replace("x7k2", "0000"))
     refused = cli("crm", "check", "bitrix24")
     assert refused.exit_code == 1 and "the CRM's API refused" in refused.output

@@ -36,7 +36,7 @@ SETTINGS = make_settings(
     pipedrive_feedback_activity_type="nps_call",
     pipedrive_feedback_note_tag="#feedback",
     bitrix24_portal="acme.bitrix24.ru",
-    bitrix24_application_token=SecretStr("b24-token"),
+    bitrix24_app_token=SecretStr("b24-token"),
     amocrm_subdomain="romashka",
     amocrm_webhook_secret=SecretStr("s" * 24),
 )

@@ -145,7 +145,7 @@ def _native(settings: Settings) -> dict[str, CrmAdapter]:
         from worker.crm.pipedrive.writeback import PipedriveCrm
 
         adapters["pipedrive"] = PipedriveCrm(pipedrive_api(settings))
-    if settings.bitrix24_webhook_url is not None:
+    if settings.bitrix24_rest_url is not None:
         from worker.crm.bitrix24.api import from_settings as bitrix24_api
         from worker.crm.bitrix24.writeback import Bitrix24Crm
 
@@ -175,7 +175,7 @@ def make_crm(settings: Settings) -> CrmAdapter:
         # Events from other sources carry this CRM's ids (a relay that knows them).
         default = native[settings.crm]
     else:
-        token = {"bitrix24": "THANKLY_BITRIX24_WEBHOOK_URL"}.get(
+        token = {"bitrix24": "THANKLY_BITRIX24_REST_URL"}.get(
             settings.crm, f"THANKLY_{settings.crm.upper()}_TOKEN"
         )
         raise CrmNotConfigured(f"THANKLY_CRM={settings.crm} needs {token}")

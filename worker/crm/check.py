@@ -120,10 +120,10 @@ def check_bitrix24(settings: Settings) -> list[Finding]:
         Connection(
             "outbound webhook URL (events ONCRMDEALUPDATE, ONCRMDEALADD): "
             + _url(settings, "/webhooks/bitrix24"),
-            bool(settings.bitrix24_portal and settings.bitrix24_application_token),
+            bool(settings.bitrix24_portal and settings.bitrix24_app_token),
             f"portal {settings.bitrix24_portal}, application token set",
-            "THANKLY_BITRIX24_PORTAL / _APPLICATION_TOKEN are",
-            None if settings.bitrix24_webhook_url else "THANKLY_BITRIX24_WEBHOOK_URL",
+            "THANKLY_BITRIX24_PORTAL / _APP_TOKEN are",
+            None if settings.bitrix24_rest_url else "THANKLY_BITRIX24_REST_URL",
             ask,
         )
     )

@@ -179,7 +179,7 @@ def connected(runtime: Runtime) -> dict[str, Reconcilable]:
     tokens = {
         "hubspot": runtime.settings.hubspot_token,
         "pipedrive": runtime.settings.pipedrive_token,
-        "bitrix24": runtime.settings.bitrix24_webhook_url,
+        "bitrix24": runtime.settings.bitrix24_rest_url,
         "amocrm": runtime.settings.amocrm_token,
     }
     found: dict[str, Reconcilable] = {}

@@ -38,16 +38,16 @@ TIME_LIMIT_WAIT = 60.0
 
 
 def from_settings(settings: Settings) -> Bitrix24Api:
-    url = settings.bitrix24_webhook_url
+    url = settings.bitrix24_rest_url
     if url is None:
-        raise CallError("THANKLY_BITRIX24_WEBHOOK_URL is not set", permanent=False, retry_after=300)
+        raise CallError("THANKLY_BITRIX24_REST_URL is not set", permanent=False, retry_after=300)
     budget = RateBudget("bitrix24", settings.bitrix24_requests_per_second, 1.0, settings.broker_url)
     return Bitrix24Api(url.get_secret_value(), budget)
 
 
 class Bitrix24Api(JsonApi):
     label = "Bitrix24"
-    refused_setting = "the incoming webhook (THANKLY_BITRIX24_WEBHOOK_URL)"
+    refused_setting = "the incoming webhook (THANKLY_BITRIX24_REST_URL)"
 
     def __init__(self, webhook_url: str, budget: RateBudget) -> None:
         super().__init__(webhook_url.rstrip("/") + "/", {}, budget)

@@ -49,19 +49,19 @@ class Bitrix24Source:
     name = NAME
 
     def __init__(self, settings: Settings) -> None:
-        assert settings.bitrix24_portal and settings.bitrix24_application_token is not None
+        assert settings.bitrix24_portal and settings.bitrix24_app_token is not None
         self.settings = settings
         self.portal = portal_domain(settings.bitrix24_portal)
-        self._token = settings.bitrix24_application_token.get_secret_value().encode()
+        self._token = settings.bitrix24_app_token.get_secret_value().encode()
 
     @cached_property
     def api(self) -> Bitrix24Api:
         return from_settings(self.settings)
 
     def prepare(self) -> None:
-        if self.settings.bitrix24_webhook_url is None:
+        if self.settings.bitrix24_rest_url is None:
             raise SourceNotReady(
-                "THANKLY_BITRIX24_APPLICATION_TOKEN is set but THANKLY_BITRIX24_WEBHOOK_URL is "
+                "THANKLY_BITRIX24_APP_TOKEN is set but THANKLY_BITRIX24_REST_URL is "
                 "not: Bitrix24 events carry only the deal's id, and the incoming webhook reads it"
             )
 
@@ -168,8 +168,8 @@ class Bitrix24Source:
 
 
 def build(settings: Settings) -> Bitrix24Source | NotConnected:
-    if not settings.bitrix24_portal or settings.bitrix24_application_token is None:
+    if not settings.bitrix24_portal or settings.bitrix24_app_token is None:
         return NotConnected(
-            NAME, "Bitrix24", "THANKLY_BITRIX24_PORTAL and THANKLY_BITRIX24_APPLICATION_TOKEN"
+            NAME, "Bitrix24", "THANKLY_BITRIX24_PORTAL and THANKLY_BITRIX24_APP_TOKEN"
         )
     return Bitrix24Source(settings)
