@@ -1,7 +1,8 @@
 """How the scheduler tick's cost grows with the backlog of letters still waiting.
 
-DESIGN.md principle 1 keeps every 24-72 h wait in the database, so the tick's claim query
-must cost what the *due* letters cost, not what the whole backlog costs. This measures
+"The database is the clock" (docs/architecture.md) keeps every 24-72 h wait in the
+database, so the tick's claim query must cost what the *due* letters cost, not what the
+whole backlog costs. This measures
 `claim_due_letters` for the same 50 due letters behind a small backlog (the baseline)
 and behind a backlog 100 times larger, in one run, and reports the ratio (~1 is the goal;
 a full scan would make it ~100).

@@ -1,4 +1,4 @@
-"""The generic event format (DESIGN.md, "Generic event") and its validation.
+"""The generic event format (docs/events.md, docs/event.schema.json) and its validation.
 
 Only what a letter cannot do without is required; everything else is optional so that a
 sparse CRM record still produces a letter that reads well.

@@ -1,4 +1,4 @@
-"""POST /webhooks/generic: every answer DESIGN.md lists, on SQLite and PostgreSQL."""
+"""POST /webhooks/generic: every answer the README lists, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

@@ -260,7 +260,8 @@ def _long_delays(path: Path) -> list[str]:
 
 
 def test_no_celery_countdown_or_eta_beyond_a_few_minutes() -> None:
-    """DESIGN.md principle 1: long waits live in the database, never in the broker."""
+    """The database is the clock (docs/architecture.md): long waits live in the database,
+    never in the broker."""
     sources = sorted((ROOT / "worker").rglob("*.py")) + sorted((ROOT / "tasks").rglob("*.py"))
     assert len(sources) > 10
     problems = [p for path in sources for p in _long_delays(path)]
