@@ -175,6 +175,21 @@ def test_no_tracked_file_refers_to_a_path_above_the_repository() -> None:
     assert found == [], "users clone the repository alone:\n" + "\n".join(found)
 
 
+@needs_git
+def test_no_tracked_file_cites_a_document_users_do_not_have() -> None:
+    """The product contract and the letter guide live outside the repository: a file that
+    cites them by name ("see DESIGN.md") sends a user to something a clone lacks."""
+    names = ("DESIGN" + ".md", "LETTERS" + ".md")
+    found = [
+        f"{path}:{number}"
+        for path, text in _tracked_texts(ROOT)
+        if path != "tests/test_repository.py"
+        for number, line in enumerate(text.splitlines(), start=1)
+        if any(name in line for name in names)
+    ]
+    assert found == [], "cite docs/ or the README instead:\n" + "\n".join(found)
+
+
 # --- (b) a clone in an empty folder is self-sufficient -----------------------------------
 
 # Runs in the clone: import `worker` exactly as the suite will, then collect.
