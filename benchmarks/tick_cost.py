@@ -55,7 +55,8 @@ def throwaway_database(url: str | None, tmp: Path) -> Iterator[str]:
         admin.dispose()
 
 
-def seed(factory: sessionmaker[Session], pending: int) -> None:
+def seed(factory: sessionmaker[Session], pending: int, due: int = DUE) -> None:
+    """`due` letters due now behind `pending` letters due next year."""
     created = datetime(2026, 11, 20, tzinfo=UTC)
     with factory.begin() as session:
         for table in ("letters", "events", "inbox"):
@@ -83,16 +84,14 @@ def seed(factory: sessionmaker[Session], pending: int) -> None:
                 "locale": "en",
                 "contact_email": f"c{i}@example.org",
                 "status": "scheduled",
-                # the backlog waits until next year; the first DUE letters are due now
-                "due_at": datetime(2026, 11, 30, tzinfo=UTC)
-                if i < DUE
-                else datetime(2027, 6, 1, tzinfo=UTC),
+                # the backlog waits until next year; the first `due` letters are due now
+                "due_at": DUE_AT if i < due else LATER,
                 "message_id": f"<{i}@bench>",
                 "attempt_count": 0,
                 "created_at": created,
                 "updated_at": created,
             }
-            for i in range(pending + DUE)
+            for i in range(pending + due)
         ]
         for start in range(0, len(rows), 5000):
             session.execute(insert(Letter), rows[start : start + 5000])
