@@ -11,6 +11,7 @@ dying), and SIGTERM or SIGINT is passed on to every child, which finish their re
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -21,6 +22,19 @@ from types import FrameType
 log = logging.getLogger(__name__)
 
 MAX_PAUSE = 30.0
+PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send this process SIGTERM when the parent dies, however it dies (even
+    SIGKILL), so that no API process is left serving unsupervised."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the supervisor's own SIGTERM still works
+        return
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def default_workers() -> int:
@@ -39,6 +53,7 @@ def run_children(count: int, serve_child: Callable[[], None]) -> int:
         if pid == 0:  # the child: serve until uvicorn returns, then leave at once
             status = 0
             try:
+                _die_with_parent()
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 serve_child()
