@@ -36,7 +36,7 @@ def home(tmp_path: Path, sqlite_url: str) -> Iterator[Callable[..., str]]:
 
 def test_the_page_links_to_health_readiness_and_docs(home: Callable[..., str]) -> None:
     page = home()
-    assert set(re.findall(r'href="([^"]+)"', page)) == {"/healthz", "/readyz", "/docs"}
+    assert set(re.findall(r'href="([^"]+)"', page)) == {"/healthz", "/readyz", "/metrics", "/docs"}
     # No external assets: nothing is fetched from another host when the page is opened.
     assert not re.search(r'(?:src|href)="(?:https?:)?//', page)
     assert "http://127.0.0.1:8000/webhooks/generic" in page
