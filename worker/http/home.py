@@ -24,7 +24,7 @@ code{{background:#f3f3f3;padding:0 .2em}}</style></head>
 <ul>
 <li><a href="/healthz">/healthz</a>: the process answers</li>
 <li><a href="/readyz">/readyz</a>: the database and the broker answer</li>
-<li><a href="/metrics">/metrics</a>: for Prometheus (a bearer token when THANKLY_METRICS_TOKEN is set)</li>
+<li><a href="/metrics">/metrics</a>: for Prometheus (THANKLY_METRICS_TOKEN guards it)</li>
 <li><a href="/docs">/docs</a>: the HTTP API, including the admin API</li>
 </ul>
 <p>CRMs post signed events to <code>{webhook}</code>.</p>
