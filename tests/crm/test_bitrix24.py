@@ -231,16 +231,9 @@ def test_comments_go_on_the_deal_and_the_contact_in_russian_and_never_update_the
     post(b24_client, outbound("77", NOW - timedelta(minutes=1)))
     run_enqueued(b24, list(dispatcher.sent))
     [letter] = all_letters(b24)
-    dispatcher.sent.clear()
-    clock.set(letter.due_at)
-    tick.tick(b24)
-    run_enqueued(b24, list(dispatcher.sent))  # sent (as a .eml: no SMTP in this test)
-    dispatcher.sent.clear()
     state.calls.clear()
     state.lost_answers = 1  # the first comment is written, its answer lost
-    clock.set(letter.due_at + timedelta(minutes=1))
-    tick.tick(b24)
-    run_enqueued(b24, list(dispatcher.sent))
+    send_then_report(b24, clock, letter.due_at)  # sent as a .eml, then reported
     assert [(c["ENTITY_TYPE"], c["ENTITY_ID"]) for c in state.comments] == [
         ("deal", 77),
         ("contact", 5),
