@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import OperationalError
@@ -62,6 +63,7 @@ def deliver_activity(runtime: Runtime, activity_id: int) -> str:
         tries=runtime.settings.crm_tries,
         wait_base=runtime.settings.crm_retry_wait_seconds,
         sleep=runtime.sleep,
+        lease=timedelta(seconds=runtime.settings.crm_lease_seconds),
     )
 
 

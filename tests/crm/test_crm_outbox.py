@@ -132,8 +132,18 @@ def test_a_lost_delivery_lease_is_delivered_again_without_a_second_entry(
     send_one(runtime, clock)
     tick.tick(runtime)  # claimed, but the worker "dies" before delivering
     clock.set(clock.now() + timedelta(minutes=6))
+    flags = []
+    deliver = runtime.crm.deliver
+
+    def noted(key: str, payload: dict[str, Any], *, retry: bool = False) -> None:
+        flags.append(retry)
+        deliver(key, payload, retry=retry)
+
+    runtime.crm.deliver = noted  # type: ignore[method-assign]
     assert pump(runtime, clock, timedelta(seconds=1), 1) == ["delivered"]
     assert len(crm.accepted) == 1
+    # The dead worker may have reached the CRM: a CRM without idempotency keys must look.
+    assert flags == [True]
 
 
 def test_crm_pending_lists_what_the_crm_lacks(

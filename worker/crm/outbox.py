@@ -69,22 +69,27 @@ def deliver_activity(
     tries: int = 3,
     wait_base: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
+    lease: timedelta = LEASE,
 ) -> str:
     with session_factory() as session:
         activity = session.get(CrmActivity, activity_id)
         if activity is None or activity.status != ActivityStatus.DELIVERING:
             return "skipped"
         key, payload, attempts = activity.idempotency_key, activity.payload, activity.attempts
+        created = activity.created_at
 
+    now = clock.now()
+    # Older than a lease: a worker may have sent it and died before recording the answer
+    # (its attempt is not counted then), so the CRM may have it already.
+    maybe_sent = attempts > 0 or now - created >= lease
     made = 0
 
     def attempt() -> None:
         nonlocal made
         made += 1
-        # Tried before (this round or an earlier one): the CRM may have it already.
-        crm.deliver(key, payload, retry=attempts + made > 1)
+        # Tried before (this round, an earlier one, or by a worker that died).
+        crm.deliver(key, payload, retry=maybe_sent or made > 1)
 
-    now = clock.now()
     try:
         # A short Retry-After is waited for here; a long one by rescheduling the activity.
         call_with_retries(
