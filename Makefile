@@ -30,6 +30,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks.tick_cost --database-url "$${THANKLY_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
 	$(BIN)/python -m benchmarks.claim_lateness
 	$(BIN)/python -m benchmarks.claim_lateness --database-url "$${THANKLY_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
+	$(BIN)/python -m benchmarks.worker_memory
 
 install: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
