@@ -9,6 +9,7 @@ links.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from email.message import EmailMessage
 from html.parser import HTMLParser
@@ -180,6 +181,27 @@ def test_only_urls_the_template_wrote_are_tracked(tmp_path: Path) -> None:
     assert tracked_targets(html) == ["https://docs.example/start?a=1&b=2", NEXT_STEP]
     hrefs = [href for href, _ in Page(html).anchors]
     assert hrefs[2:] == ["https://evil.example/login", "https://docs.example/Anna", UNSUBSCRIBE]
+
+
+def test_a_link_added_to_a_template_by_an_edit_is_tracked_without_a_restart(
+    tmp_path: Path,
+) -> None:
+    """The literal links a template holds are worked out once per version of its file:
+    an edit's new link is tracked by the same renderer, a removed one no longer is."""
+    write_letter(tmp_path, "custom", "Thanks", html='<a href="https://docs.example/a">A</a>')
+    renderer = Renderer(tmp_path)
+    context = build_context(feedback(), "en", "UTC", unsubscribe_url=UNSUBSCRIBE)
+
+    def tracked() -> list[str]:
+        html = renderer.render("custom", "en", context).html
+        return tracked_targets(instrument_html(html, 7, SECRET_KEY, PUBLIC, keep=UNSUBSCRIBE))
+
+    assert tracked() == ["https://docs.example/a"]
+    assert tracked() == ["https://docs.example/a"]  # from the remembered links
+    body = tmp_path / "custom" / "en" / "body.html"
+    body.write_text('<a href="https://docs.example/b">B</a>')
+    os.utime(body, (body.stat().st_mtime + 5,) * 2)  # a later edit, whatever the clock says
+    assert tracked() == ["https://docs.example/b"]
 
 
 def test_a_template_link_inside_text_or_comments_is_not_an_anchor(tmp_path: Path) -> None:

@@ -67,6 +67,10 @@ class Renderer:
         }
         self._html = ImmutableSandboxedEnvironment(autoescape=True, **common)
         self._text = ImmutableSandboxedEnvironment(autoescape=False, **common)
+        # Per HTML template: the compiled template it was read from, its literal links and
+        # the templates it references. Parsing a template costs more than rendering it, so
+        # this is done again only when Jinja reloads the file after an edit.
+        self._links: dict[str, tuple[object, set[str], list[str]]] = {}
 
     def render(self, letter: str, locale: str, context: dict[str, Any]) -> Rendered:
         base = f"{letter}/{locale}"
@@ -105,15 +109,27 @@ class Renderer:
             if current in seen:
                 continue
             seen.add(current)
-            source, _, _ = self._loader.get_source(self._html, current)
-            tree = self._html.parse(source, current)
-            for data in tree.find_all(nodes.TemplateData):
-                for quoted in _LITERAL_HREF.finditer(data.data):
-                    url = safe_url(html_lib.unescape(quoted.group(1) or quoted.group(2) or ""))
-                    if url:
-                        found.add(url)
-            pending.extend(n for n in meta.find_referenced_templates(tree) if n)
+            links, referenced = self._links_in(current)
+            found.update(links)
+            pending.extend(referenced)
         return found
+
+    def _links_in(self, name: str) -> tuple[set[str], list[str]]:
+        template = self._html.get_template(name)  # the same object until the file changes
+        cached = self._links.get(name)
+        if cached is not None and cached[0] is template:
+            return cached[1], cached[2]
+        source, _, _ = self._loader.get_source(self._html, name)
+        tree = self._html.parse(source, name)
+        links = set()
+        for data in tree.find_all(nodes.TemplateData):
+            for quoted in _LITERAL_HREF.finditer(data.data):
+                url = safe_url(html_lib.unescape(quoted.group(1) or quoted.group(2) or ""))
+                if url:
+                    links.add(url)
+        referenced = [n for n in meta.find_referenced_templates(tree) if n]
+        self._links[name] = (template, links, referenced)
+        return links, referenced
 
     def _where(self, exc: TemplateError, fallback: str) -> str:
         """`letter/locale/file:line` of the failing template line, for ops staff."""
