@@ -59,13 +59,23 @@ def event_payload(i: int) -> dict[str, Any]:
             "type": "deal.closed",
             "timestamp": "2026-11-20T10:00:00Z",
             "data": {
-                "contact": {"id": f"c-{i}", "email": f"customer{i}@example.org",
-                            "first_name": "Anna", "last_name": "Meyer", "locale": "en"},
-                "deal": {"id": f"d-{i}", "number": str(10_000 + i), "title": "Annual plan",
-                         "amount": "500.00", "currency": "EUR"},
+                "contact": {
+                    "id": f"c-{i}",
+                    "email": f"customer{i}@example.org",
+                    "first_name": "Anna",
+                    "last_name": "Meyer",
+                    "locale": "en",
+                },
+                "deal": {
+                    "id": f"d-{i}",
+                    "number": str(10_000 + i),
+                    "title": "Annual plan",
+                    "amount": "500.00",
+                    "currency": "EUR",
+                },
                 "owner": {"name": "Jonas Weber", "email": "jonas@shop.example"},
             },
-        }  # fmt: skip
+        }
     ).model_dump(mode="json")
 
 
@@ -99,12 +109,18 @@ def seed(url: str, letters: int, due_at: datetime) -> None:
                 insert(Letter),
                 [
                     {
-                        "event_id": i, "rule": "deal-closed-thanks", "letter": "deal_closed",
-                        "locale": "en", "contact_email": f"customer{i}@example.org",
-                        "status": "scheduled", "due_at": due_at,
-                        "message_id": f"<bench-{i}@shop.example>", "attempt_count": 0,
-                        "created_at": created, "updated_at": created,
-                    }  # fmt: skip
+                        "event_id": i,
+                        "rule": "deal-closed-thanks",
+                        "letter": "deal_closed",
+                        "locale": "en",
+                        "contact_email": f"customer{i}@example.org",
+                        "status": "scheduled",
+                        "due_at": due_at,
+                        "message_id": f"<bench-{i}@shop.example>",
+                        "attempt_count": 0,
+                        "created_at": created,
+                        "updated_at": created,
+                    }
                     for i in ids
                 ],
             )

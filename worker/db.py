@@ -67,7 +67,15 @@ def _private_sqlite_files(database: Path) -> None:
             continue
 
 
-def make_engine(url: str) -> Engine:
+# A pooled PostgreSQL connection older than this is replaced rather than reused, so one
+# closed by a server or a firewall's idle timeout is rarely met.
+POOL_RECYCLE_SECONDS = 1800
+
+
+def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
+    """pre_ping: test each connection with a round trip when it is taken from the pool.
+    The worker turns it off (two checkouts per letter) and instead retries the one write
+    that must not be lost to a dead connection (see `delivery.send`)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -77,7 +85,9 @@ def make_engine(url: str) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, future=True)
+    return create_engine(
+        url, pool_pre_ping=pre_ping, pool_recycle=POOL_RECYCLE_SECONDS, future=True
+    )
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

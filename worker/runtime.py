@@ -84,8 +84,9 @@ def build_runtime(
     sender: Sender | None = None,
     crm: CrmAdapter | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    pre_ping: bool = True,
 ) -> Runtime:
-    engine = make_engine(settings.effective_database_url)
+    engine = make_engine(settings.effective_database_url, pre_ping=pre_ping)
     app = celery_app.configure(settings)
     rules = RulesStore(settings.rules_file, settings.templates_dir)
     return Runtime(

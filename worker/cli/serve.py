@@ -115,7 +115,7 @@ def _app(runtime: Runtime) -> Any:
         fail(str(exc), 2)
 
 
-def _runtime(settings: Settings) -> Runtime:
+def _runtime(settings: Settings, *, pre_ping: bool = True) -> Runtime:
     """The process runtime, or one clear line when its configuration cannot work."""
     from worker.crm.adapters import CrmNotConfigured
     from worker.letters.brand import BrandError
@@ -125,7 +125,7 @@ def _runtime(settings: Settings) -> Runtime:
     if problem:
         fail(problem, 2)
     try:
-        runtime = build_runtime(settings)
+        runtime = build_runtime(settings, pre_ping=pre_ping)
         runtime.brand.get()  # a brand file that does not validate stops the start
     except (CrmNotConfigured, BrandError) as exc:
         fail(str(exc), 2)
@@ -282,7 +282,10 @@ def worker(
     settings = _settings()
     _require_broker(settings, "worker")
     _setup_logging(settings)
-    runtime = _runtime(settings)
+    # No test query before each use of a pooled connection: a task that meets a dead one
+    # fails before it changed anything and is retried (DB_RETRIES), and the write after
+    # a send retries itself (worker.delivery.send).
+    runtime = _runtime(settings, pre_ping=False)
     _require_rules(runtime)
     from worker.secrets_store import MissingSecretError
 

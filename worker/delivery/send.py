@@ -8,11 +8,13 @@
                          ├──▶ suppressed unsubscribed since it was planned
                          └──▶ scheduled  transient failures: due again later
 
-`send_letter` is four steps: **claim** (a conditional update `WHERE status = 'queued'`: a
-redelivered task, a cancelled letter or a second worker finds nothing to do), **compose**
-(the letter as the recipient gets it; nothing can have left yet, so any error fails the
-letter), **transmit** (the Sender, with short in-task retries; every try is an Attempt
-row) and **finish** (the final status and its CRM activity in one transaction).
+`send_letter` is two transactions around the send. **Prepare**: a conditional update
+`WHERE status = 'queued'` claims the letter (a redelivered task, a cancelled letter or a
+second worker finds nothing to do), the address is checked against suppressions, and the
+letter is rendered and built; nothing can have left yet, so any error fails the letter in
+the same transaction. **Transmit**: the Sender, with short in-task retries (each failed try
+is an Attempt row). **Record**: the accepted try, the final status and its CRM activity,
+in one transaction.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from enum import StrEnum
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.clock import Clock
@@ -185,104 +188,116 @@ def finish(session: Session, letter_id: int, now: datetime, outcome: Finish) -> 
     return left
 
 
-def _record(
-    d: Delivery,
+def _add_attempt(
+    session: Session,
     letter_id: int,
     started: datetime,
+    finished: datetime,
     outcome: str,
     error: SendError | None = None,
     text: str | None = None,
 ) -> None:
-    with d.session_factory.begin() as session:
-        session.add(
-            Attempt(
-                letter_id=letter_id,
-                started_at=started,
-                finished_at=d.clock.now(),
-                outcome=outcome,
-                error_class=error.error_class if error else ("render" if text else None),
-                smtp_code=error.code if error else None,
-                error_text=(str(error) if error else text),
-            )
-        )
-        session.execute(
-            update(Letter)
-            .where(Letter.id == letter_id)
-            .values(attempt_count=Letter.attempt_count + 1)
-        )
     error_class = error.error_class if error else ("render" if text else None)
+    session.execute(
+        insert(Attempt).values(
+            letter_id=letter_id,
+            started_at=started,
+            finished_at=finished,
+            outcome=outcome,
+            error_class=error_class,
+            smtp_code=error.code if error else None,
+            error_text=(str(error) if error else text),
+        )
+    )
+    session.execute(
+        update(Letter).where(Letter.id == letter_id).values(attempt_count=Letter.attempt_count + 1)
+    )
     SEND_ATTEMPTS.labels(outcome, error_class or "none").inc()
-    SEND_SECONDS.observe(max(0.0, (d.clock.now() - started).total_seconds()))
+    SEND_SECONDS.observe(max(0.0, (finished - started).total_seconds()))
+
+
+def _record(d: Delivery, letter_id: int, started: datetime, error: SendError) -> None:
+    """A failed try, in its own transaction (the letter stays `sending` for the next)."""
+    with d.session_factory.begin() as session:
+        _add_attempt(session, letter_id, started, d.clock.now(), error.kind, error)
 
 
 @dataclass(frozen=True)
-class Claimed:
-    letter: Letter  # detached: read, never written through
-    payload: dict[str, object]
+class Prepared:
+    """A claimed letter, ready to go: the row (detached: read, never written through), what
+    it says, and the message as it goes out."""
+
+    letter: Letter
+    rendered: Rendered
+    message: EmailMessage
 
 
-def claim(d: Delivery, letter_id: int, now: datetime) -> Claimed | SendOutcome:
-    """Take the letter `queued → sending`, and check the address is still welcome."""
+def build(d: Delivery, letter: Letter, payload: dict[str, object], now: datetime) -> Prepared:
+    """What the letter says and the message that carries it. Raises whatever the template,
+    the calendar or the email library refuses."""
+    event = GenericEvent.model_validate(payload)
+    rendered = render_letter(d, letter, event)
+    return Prepared(letter, rendered, letter_message(d, letter, event, rendered, now))
+
+
+def prepare(d: Delivery, letter_id: int, now: datetime) -> Prepared | SendOutcome:
+    """One transaction: take the letter `queued → sending`, check the address is still
+    welcome, render and build it, and keep the rendering on the row (for a
+    --reuse-rendered replay). Nothing can have left yet, so a letter that cannot be built
+    fails here, with its error, in the same transaction."""
     with d.session_factory.begin() as session:
-        claimed = session.execute(
+        letter = session.scalars(
             update(Letter)
             .where(Letter.id == letter_id, Letter.status == LetterStatus.QUEUED)
             .values(status=LetterStatus.SENDING, updated_at=now)
-        )
-        if getattr(claimed, "rowcount", 0) != 1:
+            .returning(Letter)
+        ).one_or_none()
+        if letter is None:
             return SendOutcome.SKIPPED  # cancelled, suppressed, or another worker has it
-        letter = session.get_one(Letter, letter_id)
-        payload = session.scalars(select(Event.payload).where(Event.id == letter.event_id)).one()
         suppressed = suppression_reason(session, letter.contact_email)
-        if suppressed is None:
-            return Claimed(letter, payload)
-        finish(
-            session,
-            letter_id,
-            now,
-            Finish(LetterStatus.SUPPRESSED, {"status_reason": suppressed}),
-        )
-        log.info(
-            "letter #%s not sent: suppressed: %s (%s)",
-            letter_id,
-            suppressed,
-            mask_email(letter.contact_email),
-        )
-        return SendOutcome.SUPPRESSED
+        if suppressed is not None:
+            finish(
+                session,
+                letter_id,
+                now,
+                Finish(LetterStatus.SUPPRESSED, {"status_reason": suppressed}),
+            )
+            log.info(
+                "letter #%s not sent: suppressed: %s (%s)",
+                letter_id,
+                suppressed,
+                mask_email(letter.contact_email),
+            )
+            return SendOutcome.SUPPRESSED
+        payload = session.scalars(select(Event.payload).where(Event.id == letter.event_id)).one()
+        try:
+            prepared = build(d, letter, payload, now)
+        except Exception as exc:
+            return _not_built(d, session, letter_id, now, exc)
+        letter.rendered, letter.reuse_rendered = asdict(prepared.rendered), False
+        return prepared
 
 
-def compose_letter(d: Delivery, claimed: Claimed, now: datetime) -> tuple[Rendered, EmailMessage]:
-    """The rendered letter (kept on the row, for a --reuse-rendered replay) and its message."""
-    letter = claimed.letter
-    event = GenericEvent.model_validate(claimed.payload)
-    rendered = render_letter(d, letter, event)
-    with d.session_factory.begin() as session:
-        session.execute(
-            update(Letter)
-            .where(Letter.id == letter.id)
-            .values(rendered=asdict(rendered), reuse_rendered=False)
-        )
-    return rendered, letter_message(d, letter, event, rendered, now)
-
-
-def transmit(d: Delivery, letter: Letter, message: EmailMessage) -> SendError | None:
-    """Hand the message to the sender, retrying transient failures a few times. Every try
-    is an Attempt row. Returns the last error, or None when the message was accepted."""
+def transmit(d: Delivery, letter: Letter, message: EmailMessage) -> SendError | datetime:
+    """Hand the message to the sender, retrying transient failures a few times. Every
+    failed try is an Attempt row at once; the accepted one is recorded with the letter's
+    outcome. Returns the last error, or when the accepted try began."""
     envelope_from = message["From"].addresses[0].addr_spec
+    accepted: list[datetime] = []
 
     def attempt() -> None:
         started = d.clock.now()
         try:
             d.sender.send(message, envelope_from, letter.contact_email)
         except SendError as exc:
-            _record(d, letter.id, started, exc.kind, exc)
+            _record(d, letter.id, started, exc)
             raise
         except Exception as exc:
             # By the Sender contract an unclassified exception means nothing was sent.
             error = SendError("permanent", "mail", f"{type(exc).__name__}: {exc}")
-            _record(d, letter.id, started, error.kind, error)
+            _record(d, letter.id, started, error)
             raise error from exc
-        _record(d, letter.id, started, "sent")
+        accepted.append(started)
 
     try:
         call_with_retries(
@@ -294,42 +309,20 @@ def transmit(d: Delivery, letter: Letter, message: EmailMessage) -> SendError | 
         )
     except SendError as exc:
         return exc
-    return None
+    return accepted[0]
 
 
 def send_letter(d: Delivery, letter_id: int) -> SendOutcome:
-    """Claim, compose, transmit, finish."""
+    """Prepare (one transaction), transmit, record the outcome (one transaction)."""
     now = d.clock.now()
-    claimed = claim(d, letter_id, now)
-    if not isinstance(claimed, Claimed):
-        return claimed
-    letter = claimed.letter
-    # Until the sender is handed the message nothing can have reached a server: whatever
-    # goes wrong (a template, data the calendar or the email library refuses) fails the
-    # letter with the error instead of stranding it in `sending`.
-    try:
-        rendered, message = compose_letter(d, claimed, now)
-    except Exception as exc:
-        return _not_built(d, letter_id, now, exc)
-
-    error = transmit(d, letter, message)
-    if error is not None:
-        return _after_failure(d, letter_id, error)
-
-    with d.session_factory.begin() as session:
-        sent_at = d.clock.now()
-        left = finish(
-            session,
-            letter_id,
-            sent_at,
-            Finish(
-                LetterStatus.SENT,
-                {"sent_at": sent_at, "last_error": None},
-                "email.sent",
-                # The text goes to the CRM's timeline (HubSpot logs it on the email).
-                {"subject": rendered.subject, "text": rendered.text},
-            ),
-        )
+    prepared = prepare(d, letter_id, now)
+    if not isinstance(prepared, Prepared):
+        return prepared
+    letter = prepared.letter
+    started = transmit(d, letter, prepared.message)
+    if isinstance(started, SendError):
+        return _after_failure(d, letter_id, started)
+    left = _record_sent(d, letter, started, prepared.rendered)
     if left == LetterStatus.UNKNOWN:
         log.warning("letter #%s: %s; it was sent, and is recorded as sent", letter_id, LATE)
     # The recipient's domain tells ops where it went; the address itself stays out of logs.
@@ -344,21 +337,61 @@ def send_letter(d: Delivery, letter_id: int) -> SendOutcome:
     return SendOutcome.SENT
 
 
-def _not_built(d: Delivery, letter_id: int, started: datetime, exc: Exception) -> SendOutcome:
-    detail = str(exc) if isinstance(exc, RenderError) else f"{type(exc).__name__}: {exc}"
-    _record(d, letter_id, started, "permanent", text=detail)
-    with d.session_factory.begin() as session:
-        finish(
+def _record_sent(d: Delivery, letter: Letter, started: datetime, rendered: Rendered) -> str | None:
+    """The accepted try, the letter `sent` and its CRM activity, in one transaction.
+
+    The message has left, so this write must not be lost to a dead database connection
+    (the worker does not test connections before use): it is tried once more on a fresh
+    one. A first try whose COMMIT reached the server before the connection died left its
+    Attempt row behind, and the second try then finds it and writes nothing."""
+
+    def write(session: Session) -> str | None:
+        sent_at = d.clock.now()
+        _add_attempt(session, letter.id, started, sent_at, "sent")
+        return finish(
             session,
-            letter_id,
-            d.clock.now(),
+            letter.id,
+            sent_at,
             Finish(
-                LetterStatus.FAILED,
-                {"last_error": f"render: {detail}"},
-                "email.failed",
-                {"error": f"render: {detail}"},
+                LetterStatus.SENT,
+                {"sent_at": sent_at, "last_error": None},
+                "email.sent",
+                # The text goes to the CRM's timeline (HubSpot logs it on the email).
+                {"subject": rendered.subject, "text": rendered.text},
             ),
         )
+
+    try:
+        with d.session_factory.begin() as session:
+            return write(session)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.warning("letter #%s: the database connection was lost; recording again", letter.id)
+    with d.session_factory.begin() as session:
+        recorded = session.scalar(
+            select(Attempt.id).where(Attempt.letter_id == letter.id, Attempt.started_at == started)
+        )
+        return LetterStatus.SENT if recorded is not None else write(session)
+
+
+def _not_built(
+    d: Delivery, session: Session, letter_id: int, started: datetime, exc: Exception
+) -> SendOutcome:
+    detail = str(exc) if isinstance(exc, RenderError) else f"{type(exc).__name__}: {exc}"
+    now = d.clock.now()
+    _add_attempt(session, letter_id, started, now, "permanent", text=detail)
+    finish(
+        session,
+        letter_id,
+        now,
+        Finish(
+            LetterStatus.FAILED,
+            {"last_error": f"render: {detail}"},
+            "email.failed",
+            {"error": f"render: {detail}"},
+        ),
+    )
     log.error("letter #%s cannot be rendered: %s", letter_id, detail)
     return SendOutcome.FAILED
 
