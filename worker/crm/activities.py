@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from worker.models import ActivityStatus, CrmActivity, Event, Letter
@@ -50,23 +50,28 @@ def record(
     at: datetime,
     details: dict[str, Any] | None = None,
 ) -> bool:
-    """Add the activity unless one with this key exists (then it is a no-op, False)."""
+    """Add the activity unless one with this key exists (then it is a no-op, False).
+
+    One INSERT … ON CONFLICT DO NOTHING (PostgreSQL and SQLite alike): no savepoint, and a
+    concurrent writer of the same key waits for the other's transaction instead of failing
+    it."""
     assert kind in KINDS
-    try:
-        with session.begin_nested():
-            session.add(
-                CrmActivity(
-                    letter_id=letter.id,
-                    kind=kind,
-                    idempotency_key=key,
-                    payload=letter_payload(session, letter, kind, at, details or {}),
-                    status=ActivityStatus.PENDING,
-                    attempts=0,
-                    next_attempt_at=at,
-                    created_at=at,
-                    updated_at=at,
-                )
-            )
-    except IntegrityError:
-        return False
-    return True
+    values = {
+        "letter_id": letter.id,
+        "kind": kind,
+        "idempotency_key": key,
+        "payload": letter_payload(session, letter, kind, at, details or {}),
+        "status": ActivityStatus.PENDING,
+        "attempts": 0,
+        "next_attempt_at": at,
+        "created_at": at,
+        "updated_at": at,
+    }
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    added = session.execute(
+        insert(CrmActivity)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    )
+    return getattr(added, "rowcount", 0) == 1

@@ -147,9 +147,16 @@ class Finish:
     details: dict[str, object] = field(default_factory=dict)
 
 
-def finish(session: Session, letter_id: int, now: datetime, outcome: Finish) -> str | None:
+def finish(
+    session: Session,
+    letter_id: int,
+    now: datetime,
+    outcome: Finish,
+    letter: Letter | None = None,
+) -> str | None:
     """Leave `sending`, and tell the CRM in the same transaction (outbox). Returns the
-    status left, or None when the letter had moved on and nothing changed.
+    status left, or None when the letter had moved on and nothing changed. `letter`: the
+    row as read in this send (saves reading it again for the activity).
 
     A letter may already be `unknown`: the scheduler's sending timeout marks a send that
     takes too long, while this worker still waits for the server. The server's answer is
@@ -182,7 +189,7 @@ def finish(session: Session, letter_id: int, now: datetime, outcome: Finish) -> 
         )
         return None
     if outcome.activity is not None:
-        letter = session.get_one(Letter, letter_id)
+        letter = letter or session.get_one(Letter, letter_id)
         key = activity_key(outcome.activity, letter_id)
         record(session, letter, outcome.activity, key, now, outcome.details)
     return left
@@ -359,6 +366,7 @@ def _record_sent(d: Delivery, letter: Letter, started: datetime, rendered: Rende
                 # The text goes to the CRM's timeline (HubSpot logs it on the email).
                 {"subject": rendered.subject, "text": rendered.text},
             ),
+            letter,
         )
 
     try:
