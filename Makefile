@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest install dev constraints bench schema clean
+.PHONY: run test lint typecheck pytest install dev constraints bench chaos schema clean
 
 run: $(VENV)/.installed
 	$(BIN)/thankly db upgrade
@@ -31,6 +31,11 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks.claim_lateness
 	$(BIN)/python -m benchmarks.claim_lateness --database-url "$${THANKLY_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
 	$(BIN)/python -m benchmarks.worker_memory
+
+# The fault-injection run (tests/chaos): 5,000 events through the whole stack while
+# workers are killed and Redis and PostgreSQL are disrupted; prints its report.
+chaos: $(VENV)/.installed-dev
+	THANKLY_TEST_REQUIRE_SERVICES=1 $(BIN)/pytest -m chaos -s tests/chaos
 
 install: $(VENV)/.installed
 dev: $(VENV)/.installed-dev

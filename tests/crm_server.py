@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -23,6 +24,9 @@ class Crm:
     accepted: dict[str, dict[str, Any]] = field(default_factory=dict)  # by Idempotency-Key
     posts: Counter[str] = field(default_factory=Counter)  # every POST, by key
     rejected: list[str] = field(default_factory=list)  # why a request was malformed
+    # Beyond the script: this share of valid posts gets a 500 or a 429, at random.
+    fail_share: float = 0.0
+    random: random.Random = field(default_factory=lambda: random.Random(7))
 
 
 def _handler(crm: Crm) -> type[BaseHTTPRequestHandler]:
@@ -59,6 +63,10 @@ def _handler(crm: Crm) -> type[BaseHTTPRequestHandler]:
             if crm.script:
                 status, headers = crm.script.pop(0)
                 return self._answer(status, headers)
+            roll = crm.random.random()
+            if roll < crm.fail_share:
+                busy = roll < crm.fail_share / 2
+                return self._answer(429, {"Retry-After": "1"}) if busy else self._answer(500)
             crm.accepted.setdefault(key, document)  # a repeat of a key is no new entry
             return self._answer(200)
 
