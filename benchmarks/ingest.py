@@ -123,8 +123,7 @@ def main() -> None:
             "BENCH_DATABASE_URL": url,
             "BENCH_SECRET": SECRET,
         }
-        uvicorn = [sys.executable, "-m", "uvicorn", "--workers", workers, "--no-access-log",
-                   "--log-level", "warning", "--host", "127.0.0.1"]  # fmt: skip
+        uvicorn = [sys.executable, "-m", "benchmarks.serve_app", "--workers", workers]
         port = free_port()
         results["bare uvicorn (202, nothing stored)"] = serve(
             [*uvicorn, "--port", str(port), "benchmarks.minimal_api:bare"],

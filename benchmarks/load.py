@@ -53,18 +53,12 @@ async def connection(
             request = queue.pop()
             started = time.perf_counter()
             writer.write(request)
-            status_line = await reader.readline()
-            length = 0
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                name, _, value = line.decode("latin-1").partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value)
+            head = await reader.readuntil(b"\r\n\r\n")
+            start = head.lower().find(b"content-length:")
+            length = int(head[start + 15 : head.index(b"\r\n", start)]) if start >= 0 else 0
             await reader.readexactly(length)
             latencies.append(time.perf_counter() - started)
-            statuses[int(status_line.split()[1])] += 1
+            statuses[int(head[9:12])] += 1
     finally:
         writer.close()
 
