@@ -90,5 +90,14 @@ def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
     )
 
 
+def insert_or_skip(session: Session, table: Any) -> Any:
+    """`INSERT` that can take `.on_conflict_do_nothing(...)`: PostgreSQL's and SQLite's
+    share the clause, each in its own dialect module."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)

@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from worker.db import insert_or_skip
 from worker.models import ActivityStatus, CrmActivity, Event, Letter
 
 KINDS = ("email.sent", "email.opened", "email.clicked", "email.failed", "contact.unsubscribed")
@@ -67,10 +67,8 @@ def record(
         "created_at": at,
         "updated_at": at,
     }
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     added = session.execute(
-        insert(CrmActivity)
+        insert_or_skip(session, CrmActivity)
         .values(values)
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
     )

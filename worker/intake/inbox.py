@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker.db import insert_or_skip
 from worker.intake.sources import RawEvent
 from worker.models import InboxItem, InboxStatus
 
@@ -63,40 +64,48 @@ def _store(
     now: datetime,
     enqueued: bool,
 ) -> list[Accepted]:
+    """Each event is one INSERT … ON CONFLICT DO NOTHING RETURNING id (no ORM unit of
+    work: this is the webhook's hot path); only an id stored before costs a second query,
+    to tell a redelivery from a sender that reuses ids."""
     with session_factory.begin() as session:
-        # (inbox id, body digest) of every id already stored, then of each one added here.
-        seen = _existing(session, source, [e.event_id for e in events])
+        # (inbox id, body digest) of each id added by this request.
+        seen: dict[str, tuple[int, str]] = {}
         out: list[Accepted] = []
         for event in events:
             digest = hashlib.sha256(event.body.encode("utf-8")).hexdigest()
-            if event.event_id in seen:
-                first_id, first_digest = seen[event.event_id]
-                if first_digest != digest:
-                    # Same id, different body: the sender reuses ids. We keep the first (the
-                    # id is the contract), but say so loudly: the second is not processed.
-                    log.warning(
-                        "%s webhook %s redelivered with a different body; kept the first",
-                        source,
-                        event.event_id,
+            if event.event_id not in seen:
+                added = session.execute(
+                    insert_or_skip(session, InboxItem.__table__)
+                    .values(
+                        source=source,
+                        event_id=event.event_id,
+                        received_at=now,
+                        body=event.body,
+                        body_sha256=digest,
+                        status=InboxStatus.PENDING,
+                        # Counts as enqueued now: the sweeper waits its grace period before
+                        # retrying. Not enqueued: the sweeper takes it at its next pass.
+                        enqueued_at=now if enqueued else None,
+                        enqueue_count=1 if enqueued else 0,
                     )
-                out.append(Accepted(first_id, event.event_id, duplicate=True))
-                continue
-            item = InboxItem(
-                source=source,
-                event_id=event.event_id,
-                received_at=now,
-                body=event.body,
-                body_sha256=digest,
-                status=InboxStatus.PENDING,
-                # Counts as enqueued now: the sweeper waits its grace period before retrying.
-                # Not enqueued: the sweeper takes it at its next pass.
-                enqueued_at=now if enqueued else None,
-                enqueue_count=1 if enqueued else 0,
-            )
-            session.add(item)
-            session.flush()
-            seen[event.event_id] = (item.id, digest)
-            out.append(Accepted(item.id, event.event_id, duplicate=False))
+                    .on_conflict_do_nothing(index_elements=["source", "event_id"])
+                    .returning(InboxItem.__table__.c.id)
+                ).scalar()
+                if added is not None:
+                    seen[event.event_id] = (added, digest)
+                    out.append(Accepted(added, event.event_id, duplicate=False))
+                    continue
+                seen |= _existing(session, source, [event.event_id])
+            first_id, first_digest = seen[event.event_id]
+            if first_digest != digest:
+                # Same id, different body: the sender reuses ids. We keep the first (the
+                # id is the contract), but say so loudly: the second is not processed.
+                log.warning(
+                    "%s webhook %s redelivered with a different body; kept the first",
+                    source,
+                    event.event_id,
+                )
+            out.append(Accepted(first_id, event.event_id, duplicate=True))
         return out
 
 
