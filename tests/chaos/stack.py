@@ -18,6 +18,7 @@ import httpx
 import redis
 from sqlalchemy import create_engine, text
 
+from benchmarks.tick_cost import throwaway_database
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,18 +81,10 @@ class RedisServer:
 
 
 @contextmanager
-def throwaway_postgres() -> Iterator[str]:
-    admin = create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
-    name = f"thankly_chaos_{os.getpid()}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_SERVER.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+def throwaway_postgres(folder: Path) -> Iterator[str]:
+    """A database of its own on the test server, dropped afterwards."""
+    with throwaway_database(PG_SERVER, folder) as url:
+        yield url
 
 
 def terminate_connections(url: str) -> int:

@@ -44,7 +44,7 @@ pytestmark = pytest.mark.chaos
 
 EVENTS = int(os.environ.get("THANKLY_CHAOS_EVENTS", "5000"))
 TERMINAL = {"sent", "failed", "unknown", "suppressed", "cancelled"}
-SETTLE_TIMEOUT = 360.0
+SETTLE_TIMEOUT = 420.0
 
 
 def event(i: int, run: str) -> dict[str, Any]:
@@ -151,7 +151,7 @@ def stack(tmp_path: Path) -> Iterator[tuple[Stack, RedisServer, Crm, str, Path]]
     )  # fmt: skip
     assert sink.stdout is not None
     sink.stdout.readline()
-    with throwaway_postgres() as url, crm_server() as (crm, crm_url):
+    with throwaway_postgres(tmp_path) as url, crm_server() as (crm, crm_url):
         upgrade(url)
         env = {k: v for k, v in os.environ.items() if not k.startswith("THANKLY_")}
         env |= {
@@ -172,7 +172,7 @@ def stack(tmp_path: Path) -> Iterator[tuple[Stack, RedisServer, Crm, str, Path]]
             "THANKLY_RETRY_DELAY_SECONDS": "1",
             "THANKLY_SMTP_RETRY_WAIT_SECONDS": "0.2",
             "THANKLY_CRM_RETRY_WAIT_SECONDS": "0.2",
-            "THANKLY_CRM_LEASE_SECONDS": "20",
+            "THANKLY_CRM_LEASE_SECONDS": "90",
             "THANKLY_CRM_RECONCILE_MINUTES": "0",
             "THANKLY_REPLAY_RATE_PER_SECOND": "50",
             "THANKLY_LOG_LEVEL": "warning",
