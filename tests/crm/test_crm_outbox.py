@@ -331,3 +331,34 @@ def test_the_lease_must_outlast_the_sweep_grace(monkeypatch: pytest.MonkeyPatch)
     assert load_settings().crm_lease_seconds == 600
     monkeypatch.delenv("THANKLY_CRM_LEASE_SECONDS")
     assert load_settings().crm_lease_seconds == 300
+
+
+def test_an_activity_stuck_behind_a_backlog_is_enqueued_again_at_doubling_intervals(
+    crm_runtime: tuple[Runtime, Any], clock: FixedClock
+) -> None:
+    """No worker takes the task (a backlog ahead of it in the queue): the scheduler queues
+    another copy after the lease, then after ever longer waits, not once per lease. Over
+    an hour with a 5-minute lease that is a handful of copies, where it was twelve."""
+    runtime, crm = crm_runtime
+    dispatcher = runtime.dispatcher
+    assert isinstance(dispatcher, RecordingDispatcher)
+    send_one(runtime, clock)
+    start = clock.now()
+    enqueued_at, copies = [], []
+    while clock.now() < start + timedelta(hours=1):
+        tick.tick(runtime)
+        for task, ids in dispatcher.sent:
+            if task == DELIVER_ACTIVITY:
+                enqueued_at.append(clock.now() - start)
+                copies += ids
+        dispatcher.sent.clear()
+        clock.set(clock.now() + timedelta(seconds=10))
+    assert 3 <= len(enqueued_at) <= 6, enqueued_at
+    gaps = [b - a for a, b in zip(enqueued_at, enqueued_at[1:], strict=False)]
+    assert all(later >= earlier for earlier, later in zip(gaps, gaps[1:], strict=False)), gaps
+    # When the backlog clears, the copies lead to one delivery, and the CRM has one entry.
+    from worker.jobs import run_job
+
+    outcomes = [run_job(runtime, DELIVER_ACTIVITY, copy) for copy in copies]
+    assert outcomes.count("delivered") == 1, outcomes
+    assert len(crm.accepted) == 1

@@ -38,26 +38,49 @@ def claim_due_activities(
 ) -> list[int]:
     """Pending activities that are due, plus ones whose delivery lease ran out (a worker
     died mid-POST, or the broker lost the task: the Idempotency-Key makes sending them
-    again safe)."""
-    due = (
-        (CrmActivity.status == ActivityStatus.PENDING) & (CrmActivity.next_attempt_at <= now)
-    ) | ((CrmActivity.status == ActivityStatus.DELIVERING) & (CrmActivity.next_attempt_at <= now))
+    again safe).
+
+    A lease that ran out is most often a task still waiting behind a backlog (a slow or
+    busy CRM), not a lost one. Re-claiming it every lease would queue one more copy each
+    time and swell the backlog further, so a re-claimed activity's next lease is as long as
+    it has existed (at least `lease`, at most MAX_BACKOFF): copies come at doubling
+    intervals, and a task the broker really lost is still found."""
+    pending = (CrmActivity.status == ActivityStatus.PENDING) & (CrmActivity.next_attempt_at <= now)
+    expired = (CrmActivity.status == ActivityStatus.DELIVERING) & (
+        CrmActivity.next_attempt_at <= now
+    )
     with session_factory.begin() as session:
-        ids = list(
-            session.scalars(select(CrmActivity.id).where(due).order_by(CrmActivity.id).limit(limit))
-        )
-        if not ids:
+        rows = session.execute(
+            select(CrmActivity.id, CrmActivity.status, CrmActivity.created_at)
+            .where(pending | expired)
+            .order_by(CrmActivity.id)
+            .limit(limit)
+        ).all()
+        if not rows:
             return []
-        return sorted(
+        claimed = list(
             session.scalars(
                 update(CrmActivity)
-                .where(CrmActivity.id.in_(ids), due)
+                .where(CrmActivity.id.in_([r.id for r in rows if r.status != "delivering"]))
+                .where(pending)
                 .values(
                     status=ActivityStatus.DELIVERING, next_attempt_at=now + lease, updated_at=now
                 )
                 .returning(CrmActivity.id)
-            ).all()
+            )
         )
+        for row in rows:
+            if row.status != ActivityStatus.DELIVERING:
+                continue
+            longer = min(max(lease, now - row.created_at), MAX_BACKOFF)
+            again = session.execute(
+                update(CrmActivity)
+                .where(CrmActivity.id == row.id, expired)
+                .values(next_attempt_at=now + longer, updated_at=now)
+            )
+            if getattr(again, "rowcount", 0) == 1:
+                claimed.append(row.id)
+        return sorted(claimed)
 
 
 def deliver_activity(
