@@ -131,7 +131,11 @@ class Stack:
         raise RuntimeError("thankly api did not start; see api.log")
 
     def _worker(self, index: int) -> subprocess.Popen[bytes]:
-        return self._thankly("worker", "--concurrency", "2", name=f"worker{index}.log")
+        # THANKLY_CHAOS_POOL runs the same faults against another Celery pool (e.g. threads).
+        pool = os.environ.get("THANKLY_CHAOS_POOL", "prefork")
+        return self._thankly(
+            "worker", "--concurrency", "2", "--pool", pool, name=f"worker{index}.log"
+        )
 
     @property
     def base_url(self) -> str:
