@@ -146,7 +146,7 @@ def wait_all_sent(url: str, letters: int, due: float, timeout: float) -> float:
         engine.dispose()
 
 
-def thankly(url: str, letters: int, port: int, tmp: Path) -> dict[str, float]:
+def thankly(url: str, letters: int, port: int, tmp: Path, pool: str) -> dict[str, float]:
     redis.Redis.from_url(BROKER).flushdb()
     env = {k: v for k, v in os.environ.items() if not k.startswith("THANKLY_")}
     env |= {
@@ -162,9 +162,9 @@ def thankly(url: str, letters: int, port: int, tmp: Path) -> dict[str, float]:
     seed(url, letters, datetime.fromtimestamp(due, UTC))
     cli = [sys.executable, "-m", "worker.cli"]
     procs = [
-        subprocess.Popen([*cli, cmd], env=env, cwd=ROOT, start_new_session=True,
+        subprocess.Popen([*cli, *cmd], env=env, cwd=ROOT, start_new_session=True,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for cmd in ("worker", "scheduler")
+        for cmd in (["worker", "--pool", pool], ["scheduler"])
     ]  # fmt: skip
     try:
         seconds = wait_all_sent(url, letters, due, timeout=600)
@@ -226,6 +226,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", default=os.environ.get("THANKLY_BENCH_PG_URL", PG))
     parser.add_argument("--letters", type=int, default=5_000)
+    parser.add_argument("--pool", default="threads", help="the worker's Celery pool")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     port = free_port()
@@ -245,7 +246,9 @@ def main() -> None:
             throwaway_database(args.database_url, Path(tmp)) as url,
         ):
             upgrade(url)
-            results["thankly worker + scheduler"] = thankly(url, args.letters, port, Path(tmp))
+            results["thankly worker + scheduler"] = thankly(
+                url, args.letters, port, Path(tmp), args.pool
+            )
     finally:
         sink.terminate()
         sink.wait(timeout=10)

@@ -94,9 +94,9 @@ def main() -> None:
                  "--concurrency", n, "--loglevel", "WARNING"]  # fmt: skip
         results = {
             "plain Celery, prefork": measure([*plain, "--pool", "prefork"], env),
-            "thankly worker, prefork (default)": measure([*thankly, "--pool", "prefork"], env),
+            "thankly worker, prefork": measure([*thankly, "--pool", "prefork"], env),
             "plain Celery, threads": measure([*plain, "--pool", "threads"], env),
-            "thankly worker, threads": measure([*thankly, "--pool", "threads"], env),
+            "thankly worker, threads (default)": measure([*thankly, "--pool", "threads"], env),
         }
     if args.json:
         print(json.dumps({"concurrency": args.concurrency, "results": results}))

@@ -131,8 +131,8 @@ class Stack:
         raise RuntimeError("thankly api did not start; see api.log")
 
     def _worker(self, index: int) -> subprocess.Popen[bytes]:
-        # THANKLY_CHAOS_POOL runs the same faults against another Celery pool (e.g. threads).
-        pool = os.environ.get("THANKLY_CHAOS_POOL", "prefork")
+        # The default pool, or THANKLY_CHAOS_POOL (e.g. prefork) for the same faults.
+        pool = os.environ.get("THANKLY_CHAOS_POOL", "threads")
         return self._thankly(
             "worker", "--concurrency", "2", "--pool", pool, name=f"worker{index}.log"
         )

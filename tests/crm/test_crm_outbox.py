@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -354,8 +355,8 @@ def test_an_activity_stuck_behind_a_backlog_is_enqueued_again_at_doubling_interv
         dispatcher.sent.clear()
         clock.set(clock.now() + timedelta(seconds=10))
     assert 3 <= len(enqueued_at) <= 6, enqueued_at
-    gaps = [b - a for a, b in zip(enqueued_at, enqueued_at[1:], strict=False)]
-    assert all(later >= earlier for earlier, later in zip(gaps, gaps[1:], strict=False)), gaps
+    gaps = [b - a for a, b in itertools.pairwise(enqueued_at)]
+    assert all(later >= earlier for earlier, later in itertools.pairwise(gaps)), gaps
     # When the backlog clears, the copies lead to one delivery, and the CRM has one entry.
     from worker.jobs import run_job
 

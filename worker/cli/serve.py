@@ -290,7 +290,10 @@ POOLS = ("prefork", "threads", "solo")
 
 def worker(
     concurrency: Annotated[int, typer.Option(help="Parallel tasks.")] = 4,
-    pool: Annotated[str, typer.Option(help="Celery pool: prefork, threads, solo.")] = "prefork",
+    # Threads by default: sending waits on SMTP and the database, and one process holds
+    # ~100 MB where four prefork children held ~440 MB (docs/BENCHMARKS.md); prefork sends
+    # ~35% faster on 2 cores. Both pass the chaos run (tests/chaos).
+    pool: Annotated[str, typer.Option(help="Celery pool: threads, prefork, solo.")] = "threads",
 ) -> None:
     """The Celery worker alone (production; needs THANKLY_BROKER_URL)."""
     from worker.celery_app import run_worker
