@@ -345,7 +345,8 @@ def test_an_activity_stuck_behind_a_backlog_is_enqueued_again_at_doubling_interv
     assert isinstance(dispatcher, RecordingDispatcher)
     send_one(runtime, clock)
     start = clock.now()
-    enqueued_at, copies = [], []
+    enqueued_at: list[timedelta] = []
+    copies: list[int] = []
     while clock.now() < start + timedelta(hours=1):
         tick.tick(runtime)
         for task, ids in dispatcher.sent:
