@@ -195,7 +195,7 @@ def test_no_tracked_file_cites_a_document_users_do_not_have() -> None:
 # Runs in the clone: import `worker` exactly as the suite will, then collect.
 _COLLECT = """
 import sys, pytest, worker
-code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider"])
+code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "-m", ""])  # chaos too
 print("WORKER-FROM", worker.__file__)
 sys.exit(code)
 """
