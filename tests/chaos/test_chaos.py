@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -117,9 +119,6 @@ def sink_lines(log: Path) -> list[tuple[str, str]]:
 
 def listed(stack: Stack, status: str) -> set[int]:
     """Ids of the letters the CLI lists with this status (every page)."""
-    import subprocess
-    import sys
-
     found: set[int] = set()
     page = 1
     while True:
@@ -141,9 +140,6 @@ def stack(tmp_path: Path) -> Iterator[tuple[Stack, RedisServer, Crm, str, Path]]
     redis_server = RedisServer(tmp_path)
     redis_server.start()
     sink_port, sink_log = free_port(), tmp_path / "sink.log"
-    import subprocess
-    import sys
-
     sink = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.smtp_sink", "--port", str(sink_port), "--log",
          str(sink_log), "--tempfail", "0.10", "--reject", "0.01", "--drop", "0.01"],
@@ -276,9 +272,6 @@ def test_nothing_lost_nothing_twice_while_the_stack_is_broken(
 
     # A replay of the failed letters sends each once.
     if failed:
-        import subprocess
-        import sys
-
         subprocess.run(
             [sys.executable, "-m", "worker.cli", "letters", "replay", "--status", "failed",
              "--reason", "chaos run", "--yes"],
