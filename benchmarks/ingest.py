@@ -31,23 +31,14 @@ import httpx
 import redis
 from sqlalchemy import create_engine, text
 
+from benchmarks.delivery import BROKER, PG, free_port
 from benchmarks.tick_cost import throwaway_database
 from benchmarks.worker_memory import tree
 from worker.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
-BROKER = "redis://127.0.0.1:6379/12"
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_seconds(pids: list[int]) -> float:

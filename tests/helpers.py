@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.intake.inbox import accept
@@ -139,3 +139,17 @@ def in_monday_opening(due: datetime, zone: str = "Europe/Berlin") -> bool:
 
     opening = datetime(2026, 11, 23, 9, 0, tzinfo=ZoneInfo(zone))
     return opening <= due <= opening + timedelta(hours=2)
+
+
+def terminate_connections(url: str) -> int:
+    """End every session on the database (as a restart or failover would)."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        ended = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar_one()
+    engine.dispose()
+    return int(ended)

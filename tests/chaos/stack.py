@@ -16,7 +16,6 @@ from pathlib import Path
 
 import httpx
 import redis
-from sqlalchemy import create_engine, text
 
 from benchmarks.tick_cost import throwaway_database
 from tests.conftest import free_port
@@ -85,20 +84,6 @@ def throwaway_postgres(folder: Path) -> Iterator[str]:
     """A database of its own on the test server, dropped afterwards."""
     with throwaway_database(PG_SERVER, folder) as url:
         yield url
-
-
-def terminate_connections(url: str) -> int:
-    """End every session on the database (as a restart or failover would)."""
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        ended = conn.execute(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        ).scalar_one()
-    engine.dispose()
-    return int(ended)
 
 
 @dataclass

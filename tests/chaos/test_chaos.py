@@ -35,9 +35,10 @@ import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.pool import NullPool
 
-from tests.chaos.stack import RedisServer, Stack, terminate_connections, throwaway_postgres
+from tests.chaos.stack import RedisServer, Stack, throwaway_postgres
 from tests.conftest import SECRET, free_port
 from tests.crm_server import CRM_SECRET, Crm, crm_server
+from tests.helpers import terminate_connections
 from worker.intake.signatures import signed_headers
 from worker.migrate import upgrade
 from worker.models import ActivityStatus, CrmActivity, InboxItem, Letter

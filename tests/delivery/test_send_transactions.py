@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import SAMPLES, make_settings
-from tests.helpers import ingest_doc
+from tests.helpers import ingest_doc, terminate_connections
 from worker.clock import FixedClock
 from worker.delivery.send import send_letter
 from worker.delivery.senders import MemorySender
@@ -80,17 +80,7 @@ class KillConnectionsWhileSending(MemorySender):
 
     def send(self, message: EmailMessage, envelope_from: str, recipient: str) -> None:
         super().send(message, envelope_from, recipient)
-        from sqlalchemy import create_engine
-
-        admin = create_engine(self.url)
-        with admin.begin() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            )
-        admin.dispose()
+        terminate_connections(self.url)
 
 
 def test_the_write_after_a_send_survives_a_dead_connection(

@@ -61,8 +61,8 @@ def claim_due_activities(
         claimed = list(
             session.scalars(
                 update(CrmActivity)
-                .where(CrmActivity.id.in_([r.id for r in rows if r.status != "delivering"]))
-                .where(pending)
+                # `pending` picks the first claims among these rows; re-claims follow.
+                .where(CrmActivity.id.in_([r.id for r in rows]), pending)
                 .values(
                     status=ActivityStatus.DELIVERING, next_attempt_at=now + lease, updated_at=now
                 )

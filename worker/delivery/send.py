@@ -231,8 +231,8 @@ def _record(d: Delivery, letter_id: int, started: datetime, error: SendError) ->
 
 @dataclass(frozen=True)
 class Prepared:
-    """A claimed letter, ready to go: the row (detached: read, never written through), what
-    it says, and the message as it goes out."""
+    """A claimed letter, ready to go: the row (detached once `prepare` commits: read, never
+    written through afterwards), what it says, and the message as it goes out."""
 
     letter: Letter
     rendered: Rendered

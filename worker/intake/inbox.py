@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.db import insert_or_skip
@@ -49,12 +48,9 @@ def accept_batch(
     """Store a request's events, in order; ids seen before are duplicates, not errors.
     `enqueued=False` leaves the rows to the scheduler's next sweep (for callers that do
     not publish, such as reconciliation)."""
-    try:
-        return _store(session_factory, source, events, now, enqueued)
-    except IntegrityError:
-        # A concurrent delivery of the same ids won the race; now they all exist, and a
-        # second pass finds them as duplicates (the batch still commits whole).
-        return _store(session_factory, source, events, now, enqueued)
+    # A concurrent delivery of the same id waits on the unique index and then finds the
+    # row (ON CONFLICT DO NOTHING): no IntegrityError to retry, the batch commits whole.
+    return _store(session_factory, source, events, now, enqueued)
 
 
 def _store(
