@@ -19,6 +19,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,10 @@ class TimedDispatcher:
             self.at.append(time.perf_counter() - self.started)
             if len(self.at) >= self.expected:
                 self.done.set()
+
+    def send_many(self, task: str, groups: Sequence[Sequence[int]]) -> None:
+        for group in groups:
+            self.send(task, *group)
 
 
 class UntilDone(threading.Event):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -17,6 +19,7 @@ from tests.helpers import count_rows, event_doc, signed
 from worker.celery_app import app as celery
 from worker.clock import FixedClock
 from worker.http.app import create_app
+from worker.queue import SEND_LETTER
 from worker.runtime import Runtime, build_runtime, set_runtime
 from worker.scheduling import tick
 from worker.scheduling.embedded import celery_worker_thread
@@ -89,3 +92,28 @@ def test_webhook_is_accepted_while_redis_is_down(
         assert count_rows(runtime.session_factory) == (1, 0)
     finally:
         runtime.engine.dispose()
+
+
+def test_a_claimed_batch_reaches_redis_in_one_round_trip(
+    redis_runtime: Runtime, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dispatcher = redis_runtime.dispatcher
+    dispatcher.send(SEND_LETTER, 1)  # the producer's first publish also declares the queue
+    writes: list[int] = []
+    original: Any = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(self: Any, command: Any, check_health: bool = True) -> None:
+        writes.append(1)
+        original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    dispatcher.send_many(SEND_LETTER, [(i,) for i in range(2, 52)])
+    assert len(writes) == 1  # fifty publishes, one write to Redis
+    for i in range(52, 62):
+        dispatcher.send(SEND_LETTER, i)
+    assert len(writes) == 11  # one at a time, one write each (what the batch saves)
+
+    broker = redis.Redis.from_url(redis_url)
+    queued = [json.loads(m)["headers"]["argsrepr"] for m in broker.lrange("thankly", 0, -1)]
+    broker.close()
+    assert sorted(int(a.strip("[](),")) for a in queued) == list(range(1, 62))

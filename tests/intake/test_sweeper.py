@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from tests.conftest import NOW, SAMPLES
@@ -53,6 +54,9 @@ def test_two_sweepers_at_once_requeue_a_row_once(runtime: Runtime, clock: FixedC
 def test_a_broker_failure_does_not_stop_the_tick(runtime: Runtime, clock: FixedClock) -> None:
     class DownBroker:
         def send(self, task: str, *ids: int) -> None:
+            raise ConnectionError("redis is down")
+
+        def send_many(self, task: str, groups: Sequence[Sequence[int]]) -> None:
             raise ConnectionError("redis is down")
 
     runtime.dispatcher = DownBroker()

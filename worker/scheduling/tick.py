@@ -25,6 +25,7 @@ from worker.queue import (
     INGEST_INBOX,
     RECONCILE_CRM,
     SEND_LETTER,
+    send_many_quietly,
     send_quietly,
 )
 from worker.runtime import Runtime
@@ -64,16 +65,15 @@ def tick(runtime: Runtime) -> TickReport:
     grace = timedelta(seconds=runtime.settings.sweep_grace_seconds)
     # Each claim commits before its tasks are enqueued: a task never sees a row that is
     # not yet in its new state, and a lost message is found again by the next sweep.
+    # A claimed batch goes to the broker in one round trip.
     inbox = claim_stale_inbox(runtime.session_factory, now, grace)
-    for inbox_id in inbox:
-        send_quietly(runtime.dispatcher, INGEST_INBOX, inbox_id)
+    send_many_quietly(runtime.dispatcher, INGEST_INBOX, [(i,) for i in inbox])
     if inbox:
         log.info("re-enqueued %d inbox rows that were never ingested", len(inbox))
     due = claim_due_letters(runtime.session_factory, now)
     LETTER_TRANSITIONS.labels(LetterStatus.QUEUED).inc(len(due))
     stuck = claim_stuck_queued(runtime.session_factory, now, grace)
-    for letter_id in (*due, *stuck):
-        send_quietly(runtime.dispatcher, SEND_LETTER, letter_id)
+    send_many_quietly(runtime.dispatcher, SEND_LETTER, [(i,) for i in (*due, *stuck)])
     if due or stuck:
         log.info("queued %d due letters, re-enqueued %d stuck ones", len(due), len(stuck))
     timeout = timedelta(seconds=runtime.settings.sending_timeout_seconds)
@@ -82,8 +82,7 @@ def tick(runtime: Runtime) -> TickReport:
         log.error("letters %s were left in `sending`; marked unknown (not resent)", lost)
     lease = timedelta(seconds=runtime.settings.crm_lease_seconds)
     activities = claim_due_activities(runtime.session_factory, now, lease=lease)
-    for activity_id in activities:
-        send_quietly(runtime.dispatcher, DELIVER_ACTIVITY, activity_id)
+    send_many_quietly(runtime.dispatcher, DELIVER_ACTIVITY, [(i,) for i in activities])
     _reconcile_when_due(runtime, now)
     full = (
         len(inbox) >= INBOX_BATCH
