@@ -57,7 +57,12 @@ def throwaway_database(url: str | None, tmp: Path) -> Iterator[str]:
 
 
 def seed(
-    factory: sessionmaker[Session], pending: int, due: int = DUE, *, analyze: bool = True
+    factory: sessionmaker[Session],
+    pending: int,
+    due: int = DUE,
+    *,
+    analyze: bool = True,
+    later: datetime = LATER,
 ) -> None:
     """`due` letters due now behind `pending` letters due next year.
 
@@ -87,7 +92,7 @@ def seed(
         )
         postgres = session.get_bind().dialect.name == "postgresql"
         session.execute(letters_insert(postgres), {
-            "last": pending + due - 1, "due": due, "due_at": DUE_AT, "later": LATER,
+            "last": pending + due - 1, "due": due, "due_at": DUE_AT, "later": later,
             "t": created,
         })  # fmt: skip
         if postgres or analyze:
