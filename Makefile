@@ -28,9 +28,11 @@ pytest: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks.tick_cost
 	$(BIN)/python -m benchmarks.tick_cost --database-url "$${THANKLY_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
+	$(BIN)/python -m benchmarks.empty_tick
+	$(BIN)/python -m benchmarks.empty_tick --database-url "$${THANKLY_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
 	$(BIN)/python -m benchmarks.claim_lateness
 	$(BIN)/python -m benchmarks.claim_lateness --database-url "$${THANKLY_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
-	$(BIN)/python -m benchmarks.worker_memory
+	$(BIN)/python -m benchmarks.worker_memory --database-url "$${THANKLY_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
 	$(BIN)/python -m benchmarks.delivery --database-url "$${THANKLY_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
 	$(BIN)/python -m benchmarks.delivery --pool prefork --database-url "$${THANKLY_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
 	$(BIN)/python -m benchmarks.ingest --database-url "$${THANKLY_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
