@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -10,6 +12,8 @@ from sqlalchemy.exc import OperationalError
 
 from worker.http import admin, health, home, metrics, tracking, webhooks
 from worker.intake import sources
+from worker.intake.publisher import Publisher
+from worker.intake.writer import GroupCommit
 from worker.runtime import Runtime
 from worker.secrets_store import secret_key
 
@@ -31,9 +35,21 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     )
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    # uvicorn has answered every request by now: write what is waiting, then publish
+    # what is held (the sweeper would enqueue it anyway, a grace period later).
+    app.state.inbox_writer.close()
+    app.state.publisher.close()
+
+
 def create_app(runtime: Runtime) -> FastAPI:
-    app = FastAPI(title="Thankly", version="0.1.0")
+    app = FastAPI(title="Thankly", version="0.1.0", lifespan=_lifespan)
     app.state.runtime = runtime
+    # Per process: webhooks are stored by group commit and published in coalesced batches.
+    app.state.publisher = Publisher(lambda: runtime.dispatcher)
+    app.state.inbox_writer = GroupCommit(lambda: runtime.engine, app.state.publisher.publish)
     # Every registered source checks its configuration now (the generic one: a webhook
     # secret), so a misconfigured API fails at start rather than on the first webhook.
     for name in sources.registered():

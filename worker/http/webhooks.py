@@ -1,9 +1,11 @@
-"""POST /webhooks/{source}: authenticate, split, store, answer, then enqueue.
+"""POST /webhooks/{source}: authenticate, split, store, answer; enqueued in batches.
 
 The checks run cheapest-first and nothing is stored until all of them pass, so a rejected
 request leaves no trace but a log line. A client mistake is always a 4xx. What a request
 must look like is the source's business (worker/intake/sources.py); this route only reads
-the body within the cap, stores the events a source accepted, and enqueues after commit.
+the body within the cap and hands the events a source accepted to the process's group
+commit (worker/intake/writer.py), which answers once they are committed and publishes the
+new rows in batches (worker/intake/publisher.py).
 """
 
 from __future__ import annotations
@@ -12,15 +14,13 @@ import json
 import logging
 from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from worker.http.body import BadContentLength, BodyTooLarge, read_capped
-from worker.intake.inbox import accept_batch
 from worker.intake.sources import Refused
+from worker.intake.writer import GroupCommit
 from worker.metrics import WEBHOOKS
-from worker.queue import INGEST_INBOX, send_quietly
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,8 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/webhooks/{source}", status_code=202, responses=_RESPONSES)
-async def webhook(source: str, request: Request, background: BackgroundTasks) -> JSONResponse:
-    response = await _answer(source, request, background)
+async def webhook(source: str, request: Request) -> JSONResponse:
+    response = await _answer(source, request)
     _count(request.app.state.runtime, source, response)
     return response
 
@@ -65,7 +65,7 @@ def _count(runtime: Runtime, source: str, response: JSONResponse) -> None:
     WEBHOOKS.labels(name, outcome, str(code) if outcome == "rejected" else "").inc()
 
 
-async def _answer(source: str, request: Request, background: BackgroundTasks) -> JSONResponse:
+async def _answer(source: str, request: Request) -> JSONResponse:
     runtime: Runtime = request.app.state.runtime
     sender = runtime.source(source)
     if sender is None:
@@ -100,15 +100,12 @@ async def _answer(source: str, request: Request, background: BackgroundTasks) ->
     if any(len(e.event_id) > MAX_EVENT_ID for e in events):
         return _reject(400, f"an event id is longer than {MAX_EVENT_ID} characters")
 
-    accepted = await run_in_threadpool(
-        accept_batch, runtime.session_factory, source, events, runtime.clock.now()
-    )
+    writer: GroupCommit = request.app.state.inbox_writer
+    # Committed when this returns, and the new rows handed to the publisher.
+    accepted = await writer.store(source, events, runtime.clock.now())
     new = [a for a in accepted if not a.duplicate]
     for item in new:
         log.info("accepted %s webhook %s as inbox #%s", source, item.event_id, item.inbox_id)
-        # Runs after the response is sent; the row is committed already, so a broker hiccup
-        # here only delays processing until the sweeper's next pass.
-        background.add_task(send_quietly, runtime.dispatcher, INGEST_INBOX, item.inbox_id)
     status, code = ("accepted", 202) if new else ("duplicate", 200)
     if len(accepted) == 1:
         return JSONResponse({"status": status, "event_id": accepted[0].event_id}, code)
