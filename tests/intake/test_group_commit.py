@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import OperationalError
 
 from worker.db import make_engine
 from worker.intake.inbox import Accepted, Incoming, store_many
 from worker.intake.sources import RawEvent
-from worker.intake.writer import GroupCommit
+from worker.intake.writer import GroupCommit, Outcome
 from worker.models import InboxItem
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -30,6 +30,11 @@ def engine(db_url: str) -> Iterator[Engine]:
 def rows(engine: Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(InboxItem)).scalar_one())
+
+
+def stored(outcome: Outcome) -> list[Accepted]:
+    assert isinstance(outcome, list), outcome
+    return outcome
 
 
 def incoming(*event_ids: str, body: str = "{}") -> Incoming:
@@ -69,10 +74,11 @@ def test_a_request_the_database_refuses_fails_alone(pg_clean_url: str) -> None:
             [incoming("evt_1"), incoming("evt_2", body="\x00"), incoming("evt_3")]
         )
         assert isinstance(bad, Exception)
-        assert [a.event_id for a in good] == ["evt_1"]  # type: ignore[union-attr]
-        assert [a.event_id for a in also_good] == ["evt_3"]  # type: ignore[union-attr]
+        assert [a.event_id for a in stored(good)] == ["evt_1"]
+        assert [a.event_id for a in stored(also_good)] == ["evt_3"]
         assert rows(engine) == 2
     finally:
+        writer.close()
         engine.dispose()
 
 
@@ -125,6 +131,26 @@ def test_an_unreachable_database_fails_every_request_of_the_batch() -> None:
 
         with pytest.raises(OperationalError):
             asyncio.run(post())
-        writer.close()
     finally:
+        writer.close()
         down.dispose()
+
+
+def test_a_connection_that_died_while_idle_is_replaced_without_failing_a_request(
+    pg_clean_url: str,
+) -> None:
+    engine = make_engine(pg_clean_url)
+    writer = GroupCommit(lambda: engine, lambda ids: None)
+    try:
+        [outcome] = writer.write([incoming("evt_1")])
+        assert not stored(outcome)[0].duplicate
+        held = writer._conn
+        assert held is not None
+        backend = held.connection.dbapi_connection.info.backend_pid  # type: ignore[union-attr]
+        with engine.begin() as admin:  # as a database restart would
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        [outcome] = writer.write([incoming("evt_2")])
+        assert not stored(outcome)[0].duplicate and rows(engine) == 2
+    finally:
+        writer.close()
+        engine.dispose()

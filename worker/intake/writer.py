@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from worker.intake.inbox import Accepted, Incoming, store_many
@@ -46,6 +46,9 @@ class GroupCommit:
         self._queue: queue.SimpleQueue[_Waiting | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # Held between batches by the one thread that writes: no pool checkout and no
+        # pre-ping round trip per batch (~0.35 ms of CPU each).
+        self._conn: Connection | None = None
 
     async def store(self, source: str, events: Sequence[RawEvent], now: datetime) -> list[Accepted]:
         """The request's events as stored (new or duplicate), once committed; raises what
@@ -73,8 +76,15 @@ class GroupCommit:
                 self._queue.put(None)
         if thread is not None:
             thread.join()
+        self._drop()  # held by `write` called outside the thread (tests)
 
     def _run(self, requests: queue.SimpleQueue[_Waiting | None]) -> None:
+        try:
+            self._loop(requests)
+        finally:
+            self._drop()
+
+    def _loop(self, requests: queue.SimpleQueue[_Waiting | None]) -> None:
         stopping = False
         while not stopping:
             item = requests.get()
@@ -130,8 +140,31 @@ class GroupCommit:
         return outcomes
 
     def _transaction(self, batch: list[Incoming]) -> list[list[Accepted]]:
-        with self._engine().begin() as conn:
-            return store_many(conn, batch)
+        held = self._conn is not None
+        if self._conn is None:
+            self._conn = self._engine().connect()
+        try:
+            with self._conn.begin():
+                return store_many(self._conn, batch)
+        except OperationalError as exc:
+            self._drop()
+            if not (held and exc.connection_invalidated):
+                raise
+        # The held connection had died while idle (a database restart, an idle timeout):
+        # once more on a new one. Had it died during COMMIT, the rows may be stored: the
+        # retry then answers them as duplicates (a success to the sender), and the
+        # sweeper enqueues them after the grace period.
+        self._conn = self._engine().connect()
+        with self._conn.begin():
+            return store_many(self._conn, batch)
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception as exc:  # a dead connection may fail to close; it is gone anyway
+                log.debug("closing the inbox writer's connection: %s", exc)
 
 
 def _answer(batch: list[_Waiting], outcomes: list[Outcome]) -> None:
