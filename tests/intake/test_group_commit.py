@@ -154,3 +154,8 @@ def test_a_connection_that_died_while_idle_is_replaced_without_failing_a_request
     finally:
         writer.close()
         engine.dispose()
+
+
+def test_a_naive_time_is_refused_before_it_reaches_the_database() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        Incoming("generic", [RawEvent("evt_1", "{}")], datetime(2026, 12, 1))
