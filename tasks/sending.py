@@ -1,4 +1,4 @@
-"""Delivering a due letter."""
+"""Delivering due letters."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from worker.queue import SEND_LETTER
 from worker.runtime import get_runtime
 
 
-# A database hiccup is retried; a redelivery after the letter moved on finds it already
+# One or several letters (the scheduler groups due letters, THANKLY_SEND_BATCH at a time).
+# A database hiccup is retried; a redelivery after a letter moved on finds it already
 # claimed and does nothing, so retrying can never send twice.
 @app.task(name=SEND_LETTER, **DB_RETRIES)  # type: ignore[untyped-decorator]
-def send_letter(letter_id: int) -> str:
-    return run_job(get_runtime(), SEND_LETTER, letter_id)
+def send_letter(*letter_ids: int) -> str:
+    return run_job(get_runtime(), SEND_LETTER, *letter_ids)
 
 
 @worker_process_init.connect  # type: ignore[untyped-decorator]

@@ -10,7 +10,7 @@ id, re-fetches what it needs, and returns its outcome as a short word ("sent", "
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from worker.crm.outbox import deliver_activity as deliver
 from worker.delivery.send import send_letter as send
+from worker.delivery.send import send_letters as send_batch
 from worker.intake.ingest import ingest, mark_failed
 from worker.metrics import JOBS as JOB_OUTCOMES
 from worker.planning.rules import RulesError
@@ -53,6 +54,11 @@ def send_letter(runtime: Runtime, letter_id: int) -> str:
     return send(runtime.delivery(), letter_id)
 
 
+def send_letters(runtime: Runtime, letter_ids: Sequence[int]) -> list[str]:
+    """Several due letters in one task (the scheduler groups them), one after the other."""
+    return list(send_batch(runtime.delivery(), letter_ids))
+
+
 def deliver_activity(runtime: Runtime, activity_id: int) -> str:
     """One outbox activity to the CRM."""
     return deliver(
@@ -82,12 +88,29 @@ JOBS: Mapping[str, Job] = {
 }
 
 
-def run_job(runtime: Runtime, task: str, item_id: int) -> str:
-    """Run one job by its task name. The single path every job takes, in Celery or not."""
-    outcome = JOBS[task](runtime, item_id)
-    JOB_OUTCOMES.labels(task, outcome).inc()
-    log.debug("%s(%s) -> %s", task, item_id, outcome)
-    return outcome
+# Jobs that do several ids of one task better together than one by one.
+BATCHED: Mapping[str, Callable[[Runtime, Sequence[int]], list[str]]] = {
+    SEND_LETTER: send_letters,
+}
+
+
+def run_jobs(runtime: Runtime, task: str, item_ids: Sequence[int]) -> list[str]:
+    """Run one task's jobs by its name, one outcome per id. The single path every job
+    takes, in Celery or not."""
+    batched = BATCHED.get(task)
+    if batched is not None and len(item_ids) > 1:
+        outcomes = batched(runtime, item_ids)
+    else:
+        outcomes = [JOBS[task](runtime, item_id) for item_id in item_ids]
+    for item_id, outcome in zip(item_ids, outcomes, strict=True):
+        JOB_OUTCOMES.labels(task, outcome).inc()
+        log.debug("%s(%s) -> %s", task, item_id, outcome)
+    return outcomes
+
+
+def run_job(runtime: Runtime, task: str, *item_ids: int) -> str:
+    """A queued task: its jobs' outcomes, comma-separated (one word for one id)."""
+    return ",".join(run_jobs(runtime, task, item_ids))
 
 
 def run_enqueued(
@@ -95,4 +118,8 @@ def run_enqueued(
 ) -> list[tuple[str, int, str]]:
     """Run, in this process and in order, what was put on the queue (a RecordingDispatcher's
     `sent`): what a worker would do with it. Returns (task, id, outcome) per job."""
-    return [(task, item, run_job(runtime, task, item)) for task, (item,) in enqueued]
+    return [
+        (task, item, outcome)
+        for task, items in enqueued
+        for item, outcome in zip(items, run_jobs(runtime, task, items), strict=True)
+    ]

@@ -167,6 +167,10 @@ class Settings(BaseSettings):
     max_send_attempts: int = Field(default=12, ge=1)
     retry_delay_seconds: float = Field(default=600.0, ge=0)
     sending_timeout_seconds: float = Field(default=900.0, gt=0)
+    # Due letters per send task: one read and one task's overhead for several letters.
+    # Each is still claimed just before its own send, so a worker that dies mid-batch
+    # leaves the rest `queued` (sent later), never `sending` (unknown).
+    send_batch: int = Field(default=10, ge=1, le=200)
     replay_rate_per_second: float = Field(default=2.0, gt=0)  # pacing of bulk replays
 
     # Operational knobs (not in the product contract, safe defaults).

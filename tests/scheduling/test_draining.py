@@ -43,8 +43,8 @@ def test_a_backlog_is_drained_without_resting_then_the_loop_waits_for_the_next_d
     clock.set(NOW)
     stop = CountedStop(rounds=3)
     tick.run_forever(runtime, stop)
-    sent = [args for task, args in dispatcher.sent if task == SEND_LETTER]
-    assert len(sent) == backlog  # every due letter, in three ticks
+    sent = [i for task, ids in dispatcher.sent if task == SEND_LETTER for i in ids]
+    assert sorted(sent) == list(range(1, backlog + 1))  # every due letter, once, in three ticks
     assert stop.pauses == [0.0, 0.0, 3.0]  # full, full, then until the next due letter
 
 

@@ -19,12 +19,19 @@ def _iso(at: datetime) -> str:
 
 
 def letter_payload(
-    session: Session, letter: Letter, kind: str, at: datetime, details: dict[str, Any]
+    session: Session,
+    letter: Letter,
+    kind: str,
+    at: datetime,
+    details: dict[str, Any],
+    source: str | None = None,
 ) -> dict[str, Any]:
     """The write-back envelope: type, timestamp, data {letter id, letter, subject, Message-ID,
     contact, deal, details, source}. `source` is where the event came from (`hubspot`,
-    `generic`): write-back goes to that CRM when Thankly is connected to it natively."""
-    source = session.scalar(select(Event.source).where(Event.id == letter.event_id))
+    `generic`): write-back goes to that CRM when Thankly is connected to it natively. Read
+    from the letter's event unless the caller already has it."""
+    if source is None:
+        source = session.scalar(select(Event.source).where(Event.id == letter.event_id))
     return {
         "type": kind,
         "timestamp": _iso(at),
@@ -49,6 +56,8 @@ def record(
     key: str,
     at: datetime,
     details: dict[str, Any] | None = None,
+    *,
+    source: str | None = None,
 ) -> bool:
     """Add the activity unless one with this key exists (then it is a no-op, False).
 
@@ -60,14 +69,14 @@ def record(
         "letter_id": letter.id,
         "kind": kind,
         "idempotency_key": key,
-        "payload": letter_payload(session, letter, kind, at, details or {}),
+        "payload": letter_payload(session, letter, kind, at, details or {}, source),
         "status": ActivityStatus.PENDING,
         "attempts": 0,
         "next_attempt_at": at,
         "created_at": at,
         "updated_at": at,
     }
-    added = session.execute(
+    added = session.connection().execute(  # a plain statement: no ORM bookkeeping needed
         insert_or_skip(session, CrmActivity)
         .values(values)
         .on_conflict_do_nothing(index_elements=["idempotency_key"])

@@ -8,26 +8,30 @@
                          ├──▶ suppressed unsubscribed since it was planned
                          └──▶ scheduled  transient failures: due again later
 
-`send_letter` is two transactions around the send. **Prepare**: a conditional update
-`WHERE status = 'queued'` claims the letter (a redelivered task, a cancelled letter or a
-second worker finds nothing to do), the address is checked against suppressions, and the
-letter is rendered and built; nothing can have left yet, so any error fails the letter in
-the same transaction. **Transmit**: the Sender, with short in-task retries (each failed try
-is an Attempt row). **Record**: the accepted try, the final status and its CRM activity,
-in one transaction.
+`send_letters` takes a few letters at a time (one task, one read of their rows and
+events) and sends them one after the other, each with two transactions around its send.
+**Claim**: the letter is rendered and built first; then one conditional update takes it
+`queued → sending` only if no suppression names its address, and stores the rendering
+(a redelivered task, a cancelled letter or a second worker finds nothing to do). Anything
+unusual (a suppressed address, a letter that cannot be built) goes through `prepare`, the
+careful path: claim, check, build, and fail in the same transaction; nothing can have left
+yet. **Transmit**: the Sender, with short in-task retries (each failed try is an Attempt
+row). **Record**: the accepted try, the final status and its CRM activity, in one
+transaction. Each letter is claimed just before its own send, so a worker that dies in the
+middle of a batch leaves the rest `queued` for the sweep, never `sending`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from enum import StrEnum
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import exists, insert, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -40,7 +44,7 @@ from worker.letters.compose import Tracking, compose, letter_setup, render
 from worker.letters.render import Rendered, Renderer, RenderError
 from worker.logs import mask_email
 from worker.metrics import LETTER_TRANSITIONS, SEND_ATTEMPTS, SEND_SECONDS
-from worker.models import Attempt, Event, Letter, LetterStatus
+from worker.models import Attempt, Event, Letter, LetterStatus, Suppression
 from worker.planning.rules_model import RuleSet
 from worker.retry import backoff, call_with_retries
 from worker.settings import Settings
@@ -153,10 +157,12 @@ def finish(
     now: datetime,
     outcome: Finish,
     letter: Letter | None = None,
+    source: str | None = None,
 ) -> str | None:
     """Leave `sending`, and tell the CRM in the same transaction (outbox). Returns the
-    status left, or None when the letter had moved on and nothing changed. `letter`: the
-    row as read in this send (saves reading it again for the activity).
+    status left, or None when the letter had moved on and nothing changed. `letter` and
+    `source`: the row and its event's source as read in this send (saves reading them
+    again for the activity).
 
     A letter may already be `unknown`: the scheduler's sending timeout marks a send that
     takes too long, while this worker still waits for the server. The server's answer is
@@ -170,7 +176,9 @@ def finish(
         (LetterStatus.SENDING, {}),
         (LetterStatus.UNKNOWN, {"status_reason": LATE}),
     ):
-        changed = session.execute(
+        # On the session's connection: the ORM's bookkeeping around a plain UPDATE
+        # (synchronising loaded rows) is most of its cost, and this path holds none.
+        changed = session.connection().execute(
             update(Letter)
             .where(Letter.id == letter_id, Letter.status == status)
             .values(updated_at=now, **(extra | values))
@@ -191,7 +199,7 @@ def finish(
     if outcome.activity is not None:
         letter = letter or session.get_one(Letter, letter_id)
         key = activity_key(outcome.activity, letter_id)
-        record(session, letter, outcome.activity, key, now, outcome.details)
+        record(session, letter, outcome.activity, key, now, outcome.details, source=source)
     return left
 
 
@@ -205,7 +213,8 @@ def _add_attempt(
     text: str | None = None,
 ) -> None:
     error_class = error.error_class if error else ("render" if text else None)
-    session.execute(
+    connection = session.connection()  # plain statements, no ORM bookkeeping (see finish)
+    connection.execute(
         insert(Attempt).values(
             letter_id=letter_id,
             started_at=started,
@@ -216,7 +225,7 @@ def _add_attempt(
             error_text=(str(error) if error else text),
         )
     )
-    session.execute(
+    connection.execute(
         update(Letter).where(Letter.id == letter_id).values(attempt_count=Letter.attempt_count + 1)
     )
     SEND_ATTEMPTS.labels(outcome, error_class or "none").inc()
@@ -237,14 +246,18 @@ class Prepared:
     letter: Letter
     rendered: Rendered
     message: EmailMessage
+    source: str | None = None  # the event's source, for the CRM activity
 
 
-def build(d: Delivery, letter: Letter, payload: dict[str, object], now: datetime) -> Prepared:
+def build(
+    d: Delivery, letter: Letter, payload: dict[str, object], now: datetime, source: str | None
+) -> Prepared:
     """What the letter says and the message that carries it. Raises whatever the template,
     the calendar or the email library refuses."""
     event = GenericEvent.model_validate(payload)
     rendered = render_letter(d, letter, event)
-    return Prepared(letter, rendered, letter_message(d, letter, event, rendered, now))
+    message = letter_message(d, letter, event, rendered, now)
+    return Prepared(letter, rendered, message, source)
 
 
 def prepare(d: Delivery, letter_id: int, now: datetime) -> Prepared | SendOutcome:
@@ -276,9 +289,11 @@ def prepare(d: Delivery, letter_id: int, now: datetime) -> Prepared | SendOutcom
                 mask_email(letter.contact_email),
             )
             return SendOutcome.SUPPRESSED
-        payload = session.scalars(select(Event.payload).where(Event.id == letter.event_id)).one()
+        payload, source = session.execute(
+            select(Event.payload, Event.source).where(Event.id == letter.event_id)
+        ).one()
         try:
-            prepared = build(d, letter, payload, now)
+            prepared = build(d, letter, payload, now, source)
         except Exception as exc:
             return _not_built(d, session, letter_id, now, exc)
         letter.rendered, letter.reuse_rendered = asdict(prepared.rendered), False
@@ -319,17 +334,86 @@ def transmit(d: Delivery, letter: Letter, message: EmailMessage) -> SendError | 
     return accepted[0]
 
 
+@dataclass(frozen=True)
+class Queued:
+    """A letter as the batch read found it (detached: read, never written through), with
+    its event's payload and source."""
+
+    letter: Letter
+    payload: dict[str, object]
+    source: str | None
+
+
+def read_queued(d: Delivery, letter_ids: Sequence[int]) -> dict[int, Queued]:
+    """The letters of a batch that are still `queued`, with their events: one query."""
+    with d.session_factory() as session:
+        rows = session.execute(
+            select(Letter, Event.payload, Event.source)
+            .join(Event, Event.id == Letter.event_id)
+            .where(Letter.id.in_(letter_ids), Letter.status == LetterStatus.QUEUED)
+        ).all()
+    return {letter.id: Queued(letter, payload, source) for letter, payload, source in rows}
+
+
+def claim_built(d: Delivery, queued: Queued, now: datetime) -> Prepared | None:
+    """The usual case in one statement: build the letter, then take it `queued → sending`
+    with its rendering, provided it is still queued and no suppression names its address
+    (checked in the same statement, so an unsubscribe is never missed). None: something
+    is unusual (built with an error, moved on, suppressed); `prepare` then sorts it out."""
+    try:
+        prepared = build(d, queued.letter, queued.payload, now, queued.source)
+    except Exception:
+        return None  # `prepare` builds it again and fails it, with its error, in one go
+    rendered = asdict(prepared.rendered)
+    suppressed = exists().where(Suppression.email == Letter.contact_email)
+    with d.session_factory.begin() as session:
+        claimed = session.connection().execute(
+            update(Letter)
+            .where(
+                Letter.id == queued.letter.id,
+                Letter.status == LetterStatus.QUEUED,
+                ~suppressed,
+            )
+            .values(
+                status=LetterStatus.SENDING,
+                updated_at=now,
+                rendered=rendered,
+                reuse_rendered=False,
+            )
+        )
+        if getattr(claimed, "rowcount", 0) != 1:
+            return None
+    # The detached row, as the CRM activity reads it (subject from the rendering).
+    queued.letter.rendered, queued.letter.status = rendered, LetterStatus.SENDING
+    return prepared
+
+
+def send_letters(d: Delivery, letter_ids: Sequence[int]) -> list[SendOutcome]:
+    """Each letter in turn: claim, transmit, record; one read for them all. A letter that
+    is no longer queued (sent, cancelled, taken by another worker) is skipped."""
+    batch = read_queued(d, letter_ids)
+    return [
+        _send_one(d, letter_id, batch[letter_id]) if letter_id in batch else SendOutcome.SKIPPED
+        for letter_id in letter_ids
+    ]
+
+
 def send_letter(d: Delivery, letter_id: int) -> SendOutcome:
-    """Prepare (one transaction), transmit, record the outcome (one transaction)."""
+    """One letter: `send_letters` with a batch of one."""
+    return send_letters(d, [letter_id])[0]
+
+
+def _send_one(d: Delivery, letter_id: int, queued: Queued) -> SendOutcome:
+    """Claim (one transaction), transmit, record the outcome (one transaction)."""
     now = d.clock.now()
-    prepared = prepare(d, letter_id, now)
+    prepared = claim_built(d, queued, now) or prepare(d, letter_id, now)
     if not isinstance(prepared, Prepared):
         return prepared
     letter = prepared.letter
     started = transmit(d, letter, prepared.message)
     if isinstance(started, SendError):
         return _after_failure(d, letter_id, started)
-    left = _record_sent(d, letter, started, prepared.rendered)
+    left = _record_sent(d, prepared, started)
     if left == LetterStatus.UNKNOWN:
         log.warning("letter #%s: %s; it was sent, and is recorded as sent", letter_id, LATE)
     # The recipient's domain tells ops where it went; the address itself stays out of logs.
@@ -344,13 +428,15 @@ def send_letter(d: Delivery, letter_id: int) -> SendOutcome:
     return SendOutcome.SENT
 
 
-def _record_sent(d: Delivery, letter: Letter, started: datetime, rendered: Rendered) -> str | None:
+def _record_sent(d: Delivery, prepared: Prepared, started: datetime) -> str | None:
     """The accepted try, the letter `sent` and its CRM activity, in one transaction.
 
     The message has left, so this write must not be lost to a dead database connection
     (the worker does not test connections before use): it is tried once more on a fresh
     one. A first try whose COMMIT reached the server before the connection died left its
     Attempt row behind, and the second try then finds it and writes nothing."""
+
+    letter, rendered = prepared.letter, prepared.rendered
 
     def write(session: Session) -> str | None:
         sent_at = d.clock.now()
@@ -367,6 +453,7 @@ def _record_sent(d: Delivery, letter: Letter, started: datetime, rendered: Rende
                 {"subject": rendered.subject, "text": rendered.text},
             ),
             letter,
+            prepared.source,
         )
 
     try:

@@ -73,7 +73,10 @@ def tick(runtime: Runtime) -> TickReport:
     due = claim_due_letters(runtime.session_factory, now)
     LETTER_TRANSITIONS.labels(LetterStatus.QUEUED).inc(len(due))
     stuck = claim_stuck_queued(runtime.session_factory, now, grace)
-    send_many_quietly(runtime.dispatcher, SEND_LETTER, [(i,) for i in (*due, *stuck)])
+    letters = (*due, *stuck)
+    size = runtime.settings.send_batch
+    groups = [letters[start : start + size] for start in range(0, len(letters), size)]
+    send_many_quietly(runtime.dispatcher, SEND_LETTER, groups)
     if due or stuck:
         log.info("queued %d due letters, re-enqueued %d stuck ones", len(due), len(stuck))
     timeout = timedelta(seconds=runtime.settings.sending_timeout_seconds)
