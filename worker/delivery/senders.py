@@ -20,15 +20,18 @@ import tempfile
 from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
-from email.policy import SMTPUTF8 as SMTPUTF8_POLICY
 from pathlib import Path
 from typing import Literal, Protocol
 
 import idna
 
 from worker.delivery.wire_check import refuse_unsafe
+from worker.letters.message import POLICY
 from worker.retry import CallError
+
+# The stock SMTP and SMTPUTF8 policies, made from the letters' policy (its header cache).
+SMTP_POLICY = POLICY.clone(linesep="\r\n")
+SMTPUTF8_POLICY = SMTP_POLICY.clone(utf8=True)
 
 Kind = Literal["transient", "permanent", "unknown"]
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
-from email.headerregistry import Address
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
+from email.policy import default as default_policy
 from email.utils import format_datetime, parseaddr
 
 from worker.letters.render import Rendered, one_line
@@ -13,6 +15,28 @@ from worker.letters.unsubscribe_texts import text_footer
 # Put between "=" and "?": no RFC 2047 decoder, ours or a reader's, sees an encoded word,
 # and the reader still sees the characters the CRM sent (the mark is invisible).
 ENCODED_WORD_BREAK = "\u200b"
+
+
+class _HeaderClasses(HeaderRegistry):
+    """The standard registry, with each header's class made once. The stock one builds a
+    new class (`type(...)`) every time a header is set or parsed: a tenth of the time it
+    takes to build and write a letter. The classes themselves are the same."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = super().__getitem__(name)
+        return made
+
+
+# The standard library's default policy in every respect but the header classes' cache;
+# the senders write with clones of it (CRLF, and UTF-8 where a local part needs it).
+POLICY = default_policy.clone(header_factory=_HeaderClasses())
 
 
 class UnsafeAddress(ValueError):
@@ -58,7 +82,7 @@ def build_message(
     """Every header value passes through `header_text`: CRM data cannot add a header.
     Raises UnsafeAddress for an address no header can carry safely."""
     default_name, from_email = parseaddr(mail_from)
-    msg = EmailMessage()
+    msg = EmailMessage(policy=POLICY)
     # The owner's name on our address: the letter is personal, the domain stays ours (SPF/DKIM).
     msg["From"] = _address(sender_name or default_name, from_email)
     msg["To"] = _address(None, to)
@@ -73,4 +97,8 @@ def build_message(
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"  # RFC 8058
     msg.set_content(_with_unsubscribe(rendered.text, rendered.locale, unsubscribe_url))
     msg.add_alternative(rendered.html, subtype="html")
+    # Our own boundary, so the generator need not invent one and compile a pattern to
+    # check it against the parts (another tenth). 128 random bits chosen after the content
+    # cannot occur in it; "=_" cannot occur in a quoted-printable or base64 part at all.
+    msg.set_boundary(f"=_{secrets.token_hex(16)}")
     return msg
