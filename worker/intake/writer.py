@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from worker.intake.inbox import Accepted, Incoming, store_many
 from worker.intake.sources import RawEvent
@@ -146,9 +146,11 @@ class GroupCommit:
         try:
             with self._conn.begin():
                 return store_many(self._conn, batch)
-        except OperationalError as exc:
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise  # the connection is fine: the statement failed (a refused request)
             self._drop()
-            if not (held and exc.connection_invalidated):
+            if not held:
                 raise
         # The held connection had died while idle (a database restart, an idle timeout):
         # once more on a new one. Had it died during COMMIT, the rows may be stored: the
