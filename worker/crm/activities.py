@@ -49,6 +49,21 @@ def letter_payload(
     }
 
 
+_INSERTS: dict[str, Any] = {}
+
+
+def _insert_new(session: Session) -> Any:
+    """INSERT … ON CONFLICT (idempotency_key) DO NOTHING, built once per database kind
+    (building it costs more than running it); the values come in as parameters."""
+    dialect = session.get_bind().dialect.name
+    statement = _INSERTS.get(dialect)
+    if statement is None:
+        statement = _INSERTS[dialect] = insert_or_skip(session, CrmActivity).on_conflict_do_nothing(
+            index_elements=["idempotency_key"]
+        )
+    return statement
+
+
 def record(
     session: Session,
     letter: Letter,
@@ -76,9 +91,5 @@ def record(
         "created_at": at,
         "updated_at": at,
     }
-    added = session.connection().execute(  # a plain statement: no ORM bookkeeping needed
-        insert_or_skip(session, CrmActivity)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-    )
+    added = session.connection().execute(_insert_new(session), values)
     return getattr(added, "rowcount", 0) == 1
