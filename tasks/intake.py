@@ -1,4 +1,4 @@
-"""Turning an accepted webhook into a canonical event."""
+"""Turning accepted webhooks into canonical events."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from worker.queue import INGEST_INBOX
 from worker.runtime import get_runtime
 
 
-# A database outage is retried soon (the row also stays pending for the sweeper); the job
-# parks a row that can never be ingested, so a retry never loops on a poison message.
+# One or several inbox rows (the API's publisher groups them). A database outage is
+# retried soon (the rows also stay pending for the sweeper; those done are no-ops then);
+# the job parks a row that can never be ingested, so a retry never loops on a poison
+# message.
 @app.task(name=INGEST_INBOX, **DB_RETRIES)  # type: ignore[untyped-decorator]
-def ingest_inbox(inbox_id: int) -> str:
-    return run_job(get_runtime(), INGEST_INBOX, inbox_id)
+def ingest_inbox(*inbox_ids: int) -> str:
+    return run_job(get_runtime(), INGEST_INBOX, *inbox_ids)

@@ -63,3 +63,23 @@ def test_run_enqueued_runs_each_job_in_order(
     done = jobs.run_enqueued(runtime, [(SEND_LETTER, (2,)), (DELIVER_ACTIVITY, (7,))])
     assert order == ["send2", "crm7"]
     assert done == [(SEND_LETTER, 2, "ok"), (DELIVER_ACTIVITY, 7, "ok")]
+
+
+def test_a_grouped_task_runs_every_id_and_raises_the_first_error_at_the_end(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tasks.intake
+
+    ran: list[int] = []
+
+    def ingest(_rt: Runtime, item: int) -> str:
+        ran.append(item)
+        if item == 2:
+            raise ValueError("a poison row")  # the job parks it, then raises
+        return "ingested"
+
+    monkeypatch.setitem(jobs.JOBS, INGEST_INBOX, ingest)
+    with pytest.raises(ValueError, match="a poison row"):
+        tasks.intake.ingest_inbox.run(1, 2, 3)
+    assert ran == [1, 2, 3]  # the rows after the poison one were not left behind
+    assert tasks.intake.ingest_inbox.run(4, 5) == "ingested,ingested"

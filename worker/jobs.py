@@ -100,12 +100,37 @@ def run_jobs(runtime: Runtime, task: str, item_ids: Sequence[int]) -> list[str]:
     batched = BATCHED.get(task)
     if batched is not None and len(item_ids) > 1:
         outcomes = batched(runtime, item_ids)
+    elif len(item_ids) == 1:
+        outcomes = [JOBS[task](runtime, item_ids[0])]
     else:
-        outcomes = [JOBS[task](runtime, item_id) for item_id in item_ids]
+        return _one_by_one(runtime, task, item_ids)
     for item_id, outcome in zip(item_ids, outcomes, strict=True):
-        JOB_OUTCOMES.labels(task, outcome).inc()
-        log.debug("%s(%s) -> %s", task, item_id, outcome)
+        _count(task, item_id, outcome)
     return outcomes
+
+
+def _one_by_one(runtime: Runtime, task: str, item_ids: Sequence[int]) -> list[str]:
+    """Each id of a grouped task in turn. One that raises does not stop the others; the
+    first error is raised at the end, so the queue retries the task (ids already done are
+    no-ops by then) exactly as it would have retried that id alone."""
+    outcomes, failure = [], None
+    for item_id in item_ids:
+        try:
+            outcome = JOBS[task](runtime, item_id)
+        except Exception as exc:
+            failure = failure or exc
+            log.warning("%s(%s) raised %s; going on with the rest", task, item_id, exc)
+            continue
+        _count(task, item_id, outcome)
+        outcomes.append(outcome)
+    if failure is not None:
+        raise failure
+    return outcomes
+
+
+def _count(task: str, item_id: int, outcome: str) -> None:
+    JOB_OUTCOMES.labels(task, outcome).inc()
+    log.debug("%s(%s) -> %s", task, item_id, outcome)
 
 
 def run_job(runtime: Runtime, task: str, *item_ids: int) -> str:

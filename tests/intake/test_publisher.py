@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from worker.intake.publisher import Publisher
+from worker.intake.publisher import TASK_SIZE, Publisher
 from worker.queue import INGEST_INBOX, RecordingDispatcher
 
 
@@ -15,6 +15,7 @@ class GatedBroker:
 
     def __init__(self, failures: int = 0) -> None:
         self.batches: list[list[int]] = []
+        self.tasks: list[tuple[int, ...]] = []
         self.entered = threading.Event()
         self.gate = threading.Event()
         self.gate.set()
@@ -30,7 +31,8 @@ class GatedBroker:
         if self.failures:
             self.failures -= 1
             raise ConnectionError("redis is down")
-        self.batches.append([i for [i] in groups])
+        self.batches.append([i for group in groups for i in group])
+        self.tasks.extend(tuple(group) for group in groups)
 
 
 def test_rows_accepted_during_a_publish_go_out_together_in_the_next() -> None:
@@ -69,3 +71,21 @@ def test_an_in_memory_dispatcher_is_published_to_at_once() -> None:
     recording = RecordingDispatcher()
     Publisher(lambda: recording).publish([7, 8])
     assert recording.sent == [(INGEST_INBOX, (7,)), (INGEST_INBOX, (8,))]
+
+
+def test_rows_published_together_go_as_tasks_of_several_rows() -> None:
+    broker = GatedBroker()
+    broker.gate.clear()
+    publisher = Publisher(lambda: broker)
+    publisher.publish([0])
+    assert broker.entered.wait(10)
+    rows = list(range(1, 2 * TASK_SIZE + 6))
+    publisher.publish(rows)  # held while the first publish is on the wire
+    broker.gate.set()
+    publisher.close()
+    assert broker.tasks == [
+        (0,),
+        tuple(rows[:TASK_SIZE]),
+        tuple(rows[TASK_SIZE : 2 * TASK_SIZE]),
+        tuple(rows[2 * TASK_SIZE :]),
+    ]
