@@ -263,3 +263,23 @@ def test_the_mailto_next_step_is_tracked_too() -> None:
     [button] = [h for h, text in Page(html).anchors if text == "Reply to this letter"]
     found = read_click(SECRET_KEY, button.removeprefix(f"{PUBLIC}/t/c/"))
     assert found == (7, f"mailto:{owner}")
+
+
+@settings(max_examples=200)
+@given(
+    lines=st.lists(
+        st.tuples(st.text(alphabet="ab \t\r\u00e9\u2028", max_size=12), st.booleans()),
+        max_size=12,
+    )
+)
+def test_each_anchor_is_rewritten_in_its_exact_place_whatever_the_line_breaks(
+    lines: list[tuple[str, bool]],
+) -> None:
+    from worker.tracking.html_links import edit_anchors
+
+    document = "\n".join(text + ('<a href="old">x</a>' if link else "") for text, link in lines)
+
+    def swap(attrs: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+        return [("href", "new")]
+
+    assert edit_anchors(document, swap) == document.replace('href="old"', 'href="new"')

@@ -54,11 +54,13 @@ def start_tag(tag: str, attrs: Attrs, closed: bool = False) -> str:
 
 
 def _offsets(document: str) -> list[int]:
-    """Where each line starts (html.parser counts lines by LF only)."""
+    """Where each line starts (html.parser counts lines by LF only). str.find, not a loop
+    over characters: that loop was a twentieth of a letter's send."""
     starts = [0]
-    for index, char in enumerate(document):
-        if char == "\n":
-            starts.append(index + 1)
+    at = document.find("\n")
+    while at != -1:
+        starts.append(at + 1)
+        at = document.find("\n", at + 1)
     return starts
 
 
