@@ -116,7 +116,8 @@ def test_a_late_250_reports_nothing_when_the_letter_has_moved_on(
     send_letter(replace(runtime.delivery(), sender=sender), letter_id)
     letter, attempts, activities = state(runtime, letter_id)
     assert letter.status == LetterStatus.CANCELLED
-    assert attempts == ["sent"]  # what happened is kept on the attempt
+    assert attempts == ["sent"]  # what happened is kept on the attempt, and counted
+    assert letter.attempt_count == 1
     assert activities == []
 
 

@@ -85,15 +85,18 @@ def test_a_batch_reads_once_and_sends_each_letter_in_two_transactions(
     batch_runtime: Runtime, clock: FixedClock, sender: MemorySender
 ) -> None:
     ids = queued_letters(batch_runtime, clock, 3)
-    selects, commits = [], []
+    statements: list[str] = []
+    commits = []
     event.listen(
         batch_runtime.engine,
         "before_cursor_execute",
-        lambda conn, cursor, sql, *rest: selects.append(sql) if sql.startswith("SELECT") else None,
+        lambda conn, cursor, sql, *rest: statements.append(sql.split(None, 1)[0]),
     )
     event.listen(batch_runtime.engine, "commit", lambda conn: commits.append(1))
     assert send.send_letters(batch_runtime.delivery(), ids) == ["sent"] * 3
-    assert len(selects) == 1  # the batch's letters and their events, read together
+    # One read for the batch's letters and their events; then per letter the claim (one
+    # UPDATE) and the record: the attempt, `sent` with the attempt counted, the activity.
+    assert statements == ["SELECT"] + ["UPDATE", "INSERT", "UPDATE", "INSERT"] * 3
     assert len(commits) == 6  # per letter: claim and store; attempt, sent and CRM activity
     assert recipients(sender) == [f"customer{n}@example.de" for n in range(3)]
     assert statuses(batch_runtime, ids) == ["sent"] * 3

@@ -157,6 +157,8 @@ class Finish:
 _LEAVE = update(Letter).where(
     Letter.id == bindparam("letter_id"), Letter.status == bindparam("from_status")
 )
+# Leaving `sending` with the accepted attempt counted in the same statement.
+_LEAVE_COUNTED = _LEAVE.values(attempt_count=Letter.attempt_count + 1)
 _COUNT_ATTEMPT = (
     update(Letter)
     .where(Letter.id == bindparam("letter_id"))
@@ -176,11 +178,13 @@ def finish(
     outcome: Finish,
     letter: Letter | None = None,
     source: str | None = None,
+    count_attempt: bool = False,
 ) -> str | None:
     """Leave `sending`, and tell the CRM in the same transaction (outbox). Returns the
     status left, or None when the letter had moved on and nothing changed. `letter` and
     `source`: the row and its event's source as read in this send (saves reading them
-    again for the activity).
+    again for the activity). `count_attempt`: the attempt just added is counted here too
+    (one statement fewer than counting it on its own).
 
     A letter may already be `unknown`: the scheduler's sending timeout marks a send that
     takes too long, while this worker still waits for the server. The server's answer is
@@ -197,7 +201,7 @@ def finish(
         # On the session's connection: the ORM's bookkeeping around a plain UPDATE
         # (synchronising loaded rows) is most of its cost, and this path holds none.
         changed = session.connection().execute(
-            _LEAVE,
+            _LEAVE_COUNTED if count_attempt else _LEAVE,
             {"letter_id": letter_id, "from_status": status, "updated_at": now} | extra | values,
         )
         if getattr(changed, "rowcount", 0) == 1:
@@ -205,6 +209,8 @@ def finish(
             LETTER_TRANSITIONS.labels(outcome.status).inc()
             break
     if left is None:
+        if count_attempt:  # the attempt happened, whatever the letter became meanwhile
+            session.connection().execute(_COUNT_ATTEMPT, {"letter_id": letter_id})
         letter = session.get_one(Letter, letter_id)
         log.error(
             "letter #%s: outcome %s not recorded: the letter is %s by now",
@@ -228,7 +234,9 @@ def _add_attempt(
     outcome: str,
     error: SendError | None = None,
     text: str | None = None,
+    count: bool = True,
 ) -> None:
+    """The attempt's row, and (unless `finish` counts it) one more on the letter's count."""
     error_class = error.error_class if error else ("render" if text else None)
     connection = session.connection()  # plain statements, no ORM bookkeeping (see finish)
     connection.execute(
@@ -243,7 +251,8 @@ def _add_attempt(
             "error_text": (str(error) if error else text),
         },
     )
-    connection.execute(_COUNT_ATTEMPT, {"letter_id": letter_id})
+    if count:
+        connection.execute(_COUNT_ATTEMPT, {"letter_id": letter_id})
     SEND_ATTEMPTS.labels(outcome, error_class or "none").inc()
     SEND_SECONDS.observe(max(0.0, (finished - started).total_seconds()))
 
@@ -451,7 +460,7 @@ def _record_sent(d: Delivery, prepared: Prepared, started: datetime) -> str | No
 
     def write(session: Session) -> str | None:
         sent_at = d.clock.now()
-        _add_attempt(session, letter.id, started, sent_at, "sent")
+        _add_attempt(session, letter.id, started, sent_at, "sent", count=False)
         return finish(
             session,
             letter.id,
@@ -465,6 +474,7 @@ def _record_sent(d: Delivery, prepared: Prepared, started: datetime) -> str | No
             ),
             letter,
             prepared.source,
+            count_attempt=True,
         )
 
     try:
