@@ -17,21 +17,25 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.intake.sweeper import backed_off
+from worker.intake.sweeper import backed_off, indexed_by
 from worker.models import ActivityStatus, CrmActivity, Letter, LetterStatus
 
 BATCH = 200  # letters claimed by one tick at most; a full batch means more may be due
+# What every sweep of letters by status reads on SQLite (see indexed_by).
+STATUS_INDEX = "ix_letters_status_due_at"
 
 
 def claim_due_letters(
     session_factory: sessionmaker[Session], now: datetime, limit: int = BATCH
 ) -> list[int]:
     with session_factory.begin() as session:
-        query = (
+        query = indexed_by(
             select(Letter.id)
             .where(Letter.status == LetterStatus.SCHEDULED, Letter.due_at <= now)
             .order_by(Letter.due_at, Letter.id)
-            .limit(limit)
+            .limit(limit),
+            Letter,
+            STATUS_INDEX,
         )
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
@@ -78,9 +82,8 @@ def claim_stuck_queued(
         backed_off(Letter.updated_at, Letter.enqueue_count, now, grace),
     )
     with session_factory.begin() as session:
-        ids = list(
-            session.scalars(select(Letter.id).where(*stuck).order_by(Letter.id).limit(limit))
-        )
+        query = select(Letter.id).where(*stuck).order_by(Letter.id).limit(limit)
+        ids = list(session.scalars(indexed_by(query, Letter, STATUS_INDEX)))
         if not ids:
             return []
         return sorted(
@@ -99,11 +102,19 @@ def mark_stale_sending_unknown(
     """Letters stuck in `sending` (the worker died mid-send, or could not record the
     result): the server may have accepted them, so they become `unknown`, never resent."""
     cutoff = now - timeout
+    stale = (Letter.status == LetterStatus.SENDING, Letter.updated_at < cutoff)
+    lost: list[int] = []
     with session_factory.begin() as session:
-        return sorted(
-            session.scalars(
+        # Found through the index first (SQLAlchemy renders no hint in an UPDATE), then
+        # updated by id on the same condition: a letter whose outcome landed meanwhile is
+        # left alone.
+        ids = list(
+            session.scalars(indexed_by(select(Letter.id).where(*stale), Letter, STATUS_INDEX))
+        )
+        for start in range(0, len(ids), BATCH):  # within any driver's limit on parameters
+            lost += session.scalars(
                 update(Letter)
-                .where(Letter.status == LetterStatus.SENDING, Letter.updated_at < cutoff)
+                .where(Letter.id.in_(ids[start : start + BATCH]), *stale)
                 .values(
                     status=LetterStatus.UNKNOWN,
                     updated_at=now,
@@ -116,4 +127,4 @@ def mark_stale_sending_unknown(
                 )
                 .returning(Letter.id)
             ).all()
-        )
+    return sorted(lost)
