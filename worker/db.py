@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy import DateTime, Engine, Select, Table, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeDecorator
 
 
@@ -101,3 +103,27 @@ def insert_or_skip(session: Session, table: Any) -> Any:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+_Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
+
+
+def indexed_by(query: _Query, table: Any, index: str) -> _Query:
+    """`query` reading `table` through `index` on SQLite, statistics or not.
+
+    The sweeps look for a rare status (pending inbox rows, queued letters, …) in a table
+    mostly of others. Once ANALYZE (or PRAGMA optimize) has run, SQLite knows how few
+    distinct statuses there are but not which is rare (the status is a bound parameter),
+    so it reads the whole table instead of the (status, …) index, in the time the
+    backlog takes. INDEXED BY keeps the index (and fails loudly if it is ever dropped).
+    PostgreSQL keeps per-value statistics and plans its own way: no hint there."""
+    return query.with_hint(table, f"INDEXED BY {index}", dialect_name="sqlite")
+
+
+@compiles(Table, "sqlite")
+def _table_with_hint(table: Table, compiler: SQLCompiler, **kw: Any) -> str:
+    """SQLAlchemy's SQLite dialect drops `with_hint` hints without a word; render them
+    after the table's name in FROM, where SQLite takes INDEXED BY."""
+    rendered: str = compiler.visit_table(table, **kw)  # type: ignore[no-untyped-call]
+    hint = (kw.get("fromhints") or {}).get(table)
+    return f"{rendered} {hint}" if hint and rendered else rendered

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from worker.clock import Clock
 from worker.crm.adapters import CrmAdapter, CrmError
-from worker.intake.sweeper import indexed_by
+from worker.db import indexed_by
 from worker.models import ActivityStatus, CrmActivity
 from worker.retry import backoff, call_with_retries
 

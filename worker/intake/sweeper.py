@@ -12,42 +12,17 @@ no-ops. A row lost by the broker is still found, at most grace * 2**MAX_DOUBLING
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, Table, and_, or_, select, update
-from sqlalchemy.ext.compiler import compiles
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
-from sqlalchemy.sql.compiler import SQLCompiler
 
-from worker.models import Base, InboxItem, InboxStatus
+from worker.db import indexed_by
+from worker.models import InboxItem, InboxStatus
 
 # The longest wait between two enqueues of a row is the grace period * 2**MAX_DOUBLINGS
 # (64 minutes with the default 60 s grace).
 MAX_DOUBLINGS = 6
 BATCH = 500  # inbox rows re-enqueued by one sweep at most
-
-_Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
-
-
-def indexed_by(query: _Query, table: type[Base], index: str) -> _Query:
-    """`query` reading `table` through `index` on SQLite, statistics or not.
-
-    The sweeps look for a rare status (pending inbox rows, queued letters, …) in a table
-    mostly of others. Once ANALYZE (or PRAGMA optimize) has run, SQLite knows how few
-    distinct statuses there are but not which is rare (the status is a bound parameter),
-    so it reads the whole table instead of the (status, …) index, in the time the
-    backlog takes. INDEXED BY keeps the index (and fails loudly if it is ever dropped).
-    PostgreSQL keeps per-value statistics and plans its own way: no hint there."""
-    return query.with_hint(table, f"INDEXED BY {index}", dialect_name="sqlite")
-
-
-@compiles(Table, "sqlite")
-def _table_with_hint(table: Table, compiler: SQLCompiler, **kw: Any) -> str:
-    """SQLAlchemy's SQLite dialect drops `with_hint` hints without a word; render them
-    after the table's name in FROM, where SQLite takes INDEXED BY."""
-    rendered: str = compiler.visit_table(table, **kw)  # type: ignore[no-untyped-call]
-    hint = (kw.get("fromhints") or {}).get(table)
-    return f"{rendered} {hint}" if hint and rendered else rendered
 
 
 def backed_off(

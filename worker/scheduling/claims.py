@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.intake.sweeper import backed_off, indexed_by
+from worker.db import indexed_by
+from worker.intake.sweeper import backed_off
 from worker.models import ActivityStatus, CrmActivity, Letter, LetterStatus
 
 BATCH = 200  # letters claimed by one tick at most; a full batch means more may be due
