@@ -32,6 +32,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks.empty_tick --database-url "$${THANKLY_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
 	$(BIN)/python -m benchmarks.claim_lateness
 	$(BIN)/python -m benchmarks.claim_lateness --database-url "$${THANKLY_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
+	$(BIN)/python -m benchmarks.claim_lateness --pending 1000000 --database-url "$${THANKLY_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
 	$(BIN)/python -m benchmarks.worker_memory --database-url "$${THANKLY_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
 	$(BIN)/python -m benchmarks.delivery --database-url "$${THANKLY_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
 	$(BIN)/python -m benchmarks.delivery --pool prefork --database-url "$${THANKLY_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
