@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, Engine, Select, Table, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, Select, Table, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
@@ -92,13 +92,13 @@ def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
     )
 
 
-def insert_or_skip(session: Session, table: Any) -> Any:
+def insert_or_skip(bind: Session | Connection, table: Any) -> Any:
     """`INSERT` that can take `.on_conflict_do_nothing(...)`: PostgreSQL's and SQLite's
     share the clause, each in its own dialect module."""
     from sqlalchemy.dialects import postgresql, sqlite
 
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    dialect = bind.dialect if isinstance(bind, Connection) else bind.get_bind().dialect
+    return (postgresql.insert if dialect.name == "postgresql" else sqlite.insert)(table)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, and_, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker.db import insert_or_skip
 from worker.intake.sources import RawEvent
 from worker.models import InboxItem, InboxStatus
 
@@ -178,10 +178,8 @@ def _columns(rows: list[dict[str, Any]]) -> tuple[list[Any], ...]:
 
 
 def _insert(conn: Connection) -> Any:
-    # PostgreSQL's and SQLite's INSERT share ON CONFLICT, each in its own dialect module.
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     return (
-        insert(INBOX)
+        insert_or_skip(conn, INBOX)
         .on_conflict_do_nothing(index_elements=["source", "event_id"])
         .returning(INBOX.c.id, INBOX.c.source, INBOX.c.event_id)
     )
