@@ -75,7 +75,9 @@ class Event(Base):
 
     __tablename__ = "events"
     __table_args__ = (
-        Index("ix_events_contact_email", "contact_email"),
+        # A contact's events by type and time: cancel_on lookups, and an experiment's
+        # conversions (a later deal.closed of the same contact).
+        Index("ix_events_contact_email_type_occurred_at", "contact_email", "type", "occurred_at"),
         Index("ix_events_deal_id", "deal_id"),
     )
 
@@ -104,6 +106,9 @@ class LetterStatus(StrEnum):
     UNKNOWN = "unknown"
     CANCELLED = "cancelled"
     SUPPRESSED = "suppressed"
+    # An experiment's holdout: planned like any letter (its due_at is when it would have
+    # gone, the clock its conversions are measured on) and never sent by any path.
+    HELD_OUT = "held_out"
 
 
 # Planned and not yet handed to a sender: what cancelling, suppressing and rescheduling act
@@ -121,6 +126,7 @@ class Letter(Base):
         Index("ix_letters_status_due_at", "status", "due_at"),
         Index("ix_letters_contact_email", "contact_email"),
         Index("ix_letters_deal_id", "deal_id"),
+        Index("ix_letters_experiment_arm", "experiment", "arm"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -154,6 +160,24 @@ class Letter(Base):
     # Tracking hits past the per-letter cap are counted, not stored one row each.
     extra_opens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     extra_clicks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The experiment the letter was planned under and its arm (a variant's name or
+    # `holdout`); None outside experiments and after an experiment is closed.
+    experiment: Mapped[str | None] = mapped_column(String(128))
+    arm: Mapped[str | None] = mapped_column(String(64))
+
+
+class ExperimentAssignment(Base):
+    """Which arm a contact is in, fixed the first time the contact meets the experiment:
+    later events, restarts and changed weights keep it (see worker/experiments)."""
+
+    __tablename__ = "experiment_assignments"
+    __table_args__ = (UniqueConstraint("experiment", "contact_email"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    experiment: Mapped[str] = mapped_column(String(128))
+    contact_email: Mapped[str] = mapped_column(String(320))
+    arm: Mapped[str] = mapped_column(String(64))
+    assigned_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Attempt(Base):

@@ -11,7 +11,16 @@ from sqlalchemy.orm import Session
 from worker.db import insert_or_skip
 from worker.models import ActivityStatus, CrmActivity, Event, Letter
 
-KINDS = ("email.sent", "email.opened", "email.clicked", "email.failed", "contact.unsubscribed")
+KINDS = (
+    "email.sent",
+    "email.opened",
+    "email.clicked",
+    "email.failed",
+    "contact.unsubscribed",
+    # An experiment's holdout letter reached the time it would have gone (only when the
+    # experiment sets note_held_out): the CRM can see who was left out, and when.
+    "email.held_out",
+)
 
 
 def _iso(at: datetime) -> str:
@@ -27,7 +36,9 @@ def letter_payload(
     source: str | None = None,
 ) -> dict[str, Any]:
     """The write-back envelope: type, timestamp, data {letter id, letter, subject, Message-ID,
-    contact, deal, details, source}. `source` is where the event came from (`hubspot`,
+    contact, deal, details, source, experiment, arm}. `arm` (a variant's name or `holdout`)
+    is on every activity of an experiment's letter, so the CRM's own reports can segment
+    by it. `source` is where the event came from (`hubspot`,
     `generic`): write-back goes to that CRM when Thankly is connected to it natively. Read
     from the letter's event unless the caller already has it."""
     if source is None:
@@ -45,6 +56,8 @@ def letter_payload(
             "deal": {"id": letter.deal_id} if letter.deal_id else None,
             "details": details,
             "source": source,
+            "experiment": letter.experiment,
+            "arm": letter.arm,
         },
     }
 
@@ -73,8 +86,11 @@ def record(
     details: dict[str, Any] | None = None,
     *,
     source: str | None = None,
+    recorded_at: datetime | None = None,
 ) -> bool:
     """Add the activity unless one with this key exists (then it is a no-op, False).
+    `at` is when it happened and when it may be delivered; `recorded_at` (default `at`)
+    is now, for an activity dated in the future (a holdout letter's would-be send).
 
     One INSERT … ON CONFLICT DO NOTHING (PostgreSQL and SQLite alike): no savepoint, and a
     concurrent writer of the same key waits for the other's transaction instead of failing
@@ -88,8 +104,8 @@ def record(
         "status": ActivityStatus.PENDING,
         "attempts": 0,
         "next_attempt_at": at,
-        "created_at": at,
-        "updated_at": at,
+        "created_at": recorded_at or at,
+        "updated_at": recorded_at or at,
     }
     added = session.connection().execute(_insert_new(session), values)
     return getattr(added, "rowcount", 0) == 1

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from worker.events import GenericEvent
+from worker.experiments.assignment import StoredArm, choose_arm
 from worker.letters.catalogue import Catalogue
 from worker.planning.conditions import event_facts, first_failure
 from worker.planning.durations import format_duration
@@ -26,6 +27,9 @@ class PlannedLetter:
     timezone: str | None = None
     due_at: datetime | None = None
     reason: str | None = None  # None: the rule matched and a letter is due at due_at
+    # Under a running experiment: its name and the contact's arm (`letter` is the arm's).
+    experiment: str | None = None
+    arm: str | None = None
 
     @property
     def matched(self) -> bool:
@@ -75,26 +79,52 @@ def plan_rule(
     rules: RuleSet,
     catalogue: Catalogue,
     now: datetime | None = None,
+    stored: StoredArm | None = None,
 ) -> PlannedLetter:
     """What `rule` does with `event`. With `now`, an event older than max_event_age plans
-    nothing (without it, e.g. when rescheduling letters that exist, age does not matter)."""
+    nothing (without it, e.g. when rescheduling letters that exist, age does not matter).
+    `stored` looks up arms contacts already have in experiments (None: by hash alone)."""
     old = too_old(event, rules, now) if now is not None else None
     if old:
         return PlannedLetter(rule.name, rule.letter, reason=old)
     why = first_failure(rule.when, event_facts(event, rules.defaults.feedback_scale))
     if why:
         return PlannedLetter(rule.name, rule.letter, reason=f"condition not met: {why}")
+    experiment, arm, letter = arm_and_letter(rule, event.contact_email or "", stored)
     contact = event.data.contact
     wanted = contact.locale if contact else None
-    locale = catalogue.resolve_locale(rule.letter, wanted, rules.defaults.locale)
+    locale = catalogue.resolve_locale(letter, wanted, rules.defaults.locale)
     zone = contact_timezone(event, rules)
     # Same contact + event + rule → same point in the delay window, on every evaluation.
     key = spread_key(event, rule)
     due = due_time(event.timestamp, rule.delay, key, rules.defaults.send_window, ZoneInfo(zone))
-    return PlannedLetter(rule.name, rule.letter, locale, zone, due)
+    return PlannedLetter(rule.name, letter, locale, zone, due, experiment=experiment, arm=arm)
+
+
+def arm_and_letter(
+    rule: Rule, contact: str, stored: StoredArm | None = None
+) -> tuple[str | None, str | None, str]:
+    """(experiment, arm, letter folder) for a letter of `rule` to `contact`. A closed
+    experiment's letters are the winner's, outside the experiment (its report keeps only
+    the letters planned while it ran). The holdout's letter is the rule's own: it is
+    planned like any other, then held out."""
+    experiment = rule.experiment
+    if experiment is None:
+        return None, None, rule.letter
+    earlier = stored(experiment.name, contact) if stored is not None else None
+    arm = choose_arm(experiment, contact, earlier)
+    chosen = experiment.variants.get(arm)
+    letter = chosen.letter if chosen is not None else rule.letter
+    if experiment.closed:
+        return None, None, letter
+    return experiment.name, arm, letter
 
 
 def plan(
-    event: GenericEvent, rules: RuleSet, catalogue: Catalogue, now: datetime | None = None
+    event: GenericEvent,
+    rules: RuleSet,
+    catalogue: Catalogue,
+    now: datetime | None = None,
+    stored: StoredArm | None = None,
 ) -> list[PlannedLetter]:
-    return [plan_rule(r, event, rules, catalogue, now) for r in rules.for_event(event.type)]
+    return [plan_rule(r, event, rules, catalogue, now, stored) for r in rules.for_event(event.type)]

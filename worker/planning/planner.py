@@ -16,15 +16,17 @@ from typing import Any
 from sqlalchemy import or_, select, text, update
 from sqlalchemy.orm import Session
 
+from worker.crm.activities import record
 from worker.delivery.message_ids import new_message_id
 from worker.events import CANCEL_EVENT_TYPES, LETTER_EVENT_TYPES, GenericEvent
+from worker.experiments.assignment import remember, stored_arm
 from worker.logs import mask_email
 from worker.metrics import LETTER_TRANSITIONS
 from worker.models import PENDING_LETTER_STATUSES, Event, Letter, LetterStatus
 from worker.planning.durations import format_duration
 from worker.planning.plan import plan
 from worker.planning.rules import RulesStore
-from worker.planning.rules_model import Rule, RuleSet
+from worker.planning.rules_model import HOLDOUT, Rule, RuleSet
 from worker.suppressions import suppress, suppression_reason
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,12 @@ def goes_out(
     return max(due_at, created_at)  # sending or unknown: went out when it fell due
 
 
+def held_out_reason(rule: Rule) -> str:
+    experiment = rule.experiment
+    assert experiment is not None
+    return f"experiment {experiment.name}: holdout ({experiment.holdout * 100:g}%), never sent"
+
+
 class Planner:
     """Applies one event to the letters table, in the caller's transaction, and records
     on the event what each rule decided."""
@@ -125,7 +133,7 @@ class Planner:
     ) -> list[Letter]:
         email = parsed.contact_email or ""
         where = f"event {event.external_id} to {mask_email(email)}"
-        planned_letters = plan(parsed, rules, self.rules.catalogue, now)
+        planned_letters = plan(parsed, rules, self.rules.catalogue, now, stored_arm(session))
         if not planned_letters:
             log.info("no letter: no rule listens to %s (%s)", parsed.type, where)
         letters = []
@@ -137,10 +145,16 @@ class Planner:
             rule = rules.rule(planned.rule)
             assert rule is not None
             status, reason = self._verdict(session, event, rule, email, planned.due_at, rules, now)
+            if planned.experiment is not None and planned.arm is not None:
+                remember(session, planned.experiment, email, planned.arm, now)
+                if status == LetterStatus.SCHEDULED and planned.arm == HOLDOUT:
+                    # Everything else (suppression, cancel, the cap) decided as for any
+                    # letter, so the arms are treated alike until the letter would go.
+                    status, reason = LetterStatus.HELD_OUT, held_out_reason(rule)
             letter = Letter(
                 event_id=event.id,
                 rule=rule.name,
-                letter=rule.letter,
+                letter=planned.letter,
                 locale=planned.locale,
                 contact_email=email,
                 contact_id=event.contact_id,
@@ -149,6 +163,8 @@ class Planner:
                 status_reason=reason,
                 due_at=planned.due_at,
                 planned_at=planned.due_at,
+                experiment=planned.experiment,
+                arm=planned.arm,
                 message_id=new_message_id(self.mail_domain),
                 attempt_count=0,
                 created_at=now,
@@ -157,6 +173,8 @@ class Planner:
             session.add(letter)
             session.flush()  # the next rule's frequency cap must see this letter
             LETTER_TRANSITIONS.labels(status).inc()
+            if status == LetterStatus.HELD_OUT:
+                self._note_held_out(session, letter, rule, event, now)
             decisions.append(decision(rule.name, status, reason, letter.id))
             if status == LetterStatus.SCHEDULED:
                 log.info(
@@ -177,6 +195,27 @@ class Planner:
                 )
             letters.append(letter)
         return letters
+
+    @staticmethod
+    def _note_held_out(
+        session: Session, letter: Letter, rule: Rule, event: Event, now: datetime
+    ) -> None:
+        """With note_held_out, the CRM hears of a holdout letter when it would have gone
+        (the outbox delivers nothing before an activity's time)."""
+        if rule.experiment is None or not rule.experiment.note_held_out:
+            return
+        details = {"experiment": rule.experiment.name, "arm": HOLDOUT}
+        key = f"held_out:{letter.message_id}"
+        record(
+            session,
+            letter,
+            "email.held_out",
+            key,
+            letter.due_at,
+            details,
+            source=event.source,
+            recorded_at=now,
+        )
 
     def _verdict(
         self,

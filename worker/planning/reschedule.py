@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.events import validate_event
@@ -31,6 +32,16 @@ class Change:
         return self.new_due_at is not None and self.new_due_at != self.old_due_at
 
 
+def movable(now: datetime) -> Any:
+    """Scheduled letters, and held-out letters whose time has not come: a holdout's due
+    time is when its letter would have gone, the clock its conversions are measured on,
+    so it moves with the letters it is compared with."""
+    return or_(
+        Letter.status == LetterStatus.SCHEDULED,
+        and_(Letter.status == LetterStatus.HELD_OUT, Letter.due_at > now),
+    )
+
+
 def reschedule(
     session_factory: sessionmaker[Session],
     rules: RuleSet,
@@ -45,7 +56,7 @@ def reschedule(
         rows = session.execute(
             select(Letter.id, Letter.rule, Letter.due_at, Event.payload)
             .join(Event, Event.id == Letter.event_id)
-            .where(Letter.status == LetterStatus.SCHEDULED)
+            .where(movable(now))
             .order_by(Letter.due_at, Letter.id)
         ).all()
         for letter_id, rule_name, old_due, payload in rows:
@@ -63,11 +74,7 @@ def reschedule(
                 # Conditional: a letter the scheduler claimed meanwhile is left alone.
                 moved = session.execute(
                     update(Letter)
-                    .where(
-                        Letter.id == letter_id,
-                        Letter.status == LetterStatus.SCHEDULED,
-                        Letter.due_at == old_due,
-                    )
+                    .where(Letter.id == letter_id, movable(now), Letter.due_at == old_due)
                     .values(due_at=planned.due_at, updated_at=now)
                 )
                 if getattr(moved, "rowcount", 0) == 1:

@@ -149,7 +149,26 @@ def _check_against_catalogue(
     def add(loc: tuple[int | str, ...], message: str) -> None:
         problems.append(Problem(_line_of(root, loc), _where(loc, document), message))
 
+    def check_letter(loc: tuple[int | str, ...], letter: str) -> None:
+        if not catalogue.has(letter):
+            known = sorted(catalogue.letters)
+            close = difflib.get_close_matches(letter, known, n=1)
+            hint = (
+                f"did you mean {close[0]}?"
+                if close
+                else f"known letters: {', '.join(known) or 'none'}"
+            )
+            add(loc, f"no letter {letter!r} in the templates folder; {hint}")
+        elif not catalogue.has(letter, parsed.defaults.locale):
+            add(
+                loc,
+                f"{letter} has no {parsed.defaults.locale!r} version, the default locale "
+                "every other locale falls back to (it has: "
+                f"{', '.join(sorted(catalogue.letters[letter]))})",
+            )
+
     seen: dict[str, int] = {}
+    experiments: dict[str, int] = {}
     for index, rule in enumerate(parsed.rules):
         if rule.name in seen:
             add(
@@ -158,25 +177,21 @@ def _check_against_catalogue(
                 "names must be unique",
             )
         seen.setdefault(rule.name, index)
-        if not catalogue.has(rule.letter):
-            known = sorted(catalogue.letters)
-            close = difflib.get_close_matches(rule.letter, known, n=1)
-            hint = (
-                f"did you mean {close[0]}?"
-                if close
-                else f"known letters: {', '.join(known) or 'none'}"
-            )
+        check_letter(("rules", index, "letter"), rule.letter)
+        if rule.experiment is None:
+            continue
+        name = rule.experiment.name
+        if name in experiments:
+            # Arms are assigned per (experiment, contact): two rules under one name would
+            # share contacts' arms and mix their outcomes in one report.
             add(
-                ("rules", index, "letter"),
-                f"no letter {rule.letter!r} in the templates folder; {hint}",
+                ("rules", index, "experiment", "name"),
+                f"experiment {name!r} is already run by rules[{experiments[name]}]; "
+                "each rule's experiment needs its own name",
             )
-        elif not catalogue.has(rule.letter, parsed.defaults.locale):
-            add(
-                ("rules", index, "letter"),
-                f"{rule.letter} has no {parsed.defaults.locale!r} version, the default locale "
-                "every other locale falls back to (it has: "
-                f"{', '.join(sorted(catalogue.letters[rule.letter]))})",
-            )
+        experiments.setdefault(name, index)
+        for arm, chosen in rule.experiment.variants.items():
+            check_letter(("rules", index, "experiment", "variants", arm), chosen.letter)
     if not any(
         normalise_locale(parsed.defaults.locale) in locales
         for locales in catalogue.letters.values()

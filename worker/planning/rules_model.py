@@ -313,6 +313,91 @@ def _for_locale(values: dict[str, str], locale: str) -> str | None:
     return None
 
 
+HOLDOUT = "holdout"  # the arm that gets no letter
+ArmName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
+
+
+def _percent(value: object) -> float:
+    """`10%` → 0.1. A bare number is refused: 0.1 and 10 would each look right to someone."""
+    text = str(value).strip()
+    if isinstance(value, str) and text.endswith("%"):
+        try:
+            share = float(text[:-1]) / 100
+        except ValueError:
+            share = -1.0
+        if 0 <= share < 1:
+            return share
+    raise ValueError(f"{value!r}: write a share as a percentage below 100%, e.g. 10%")
+
+
+Percent = Annotated[float, BeforeValidator(_percent)]
+
+
+class Arm(_Strict):
+    """What one arm sends: a letter folder, and optionally the `variant` its templates read
+    (so `short` and `long` can share one folder)."""
+
+    letter: Annotated[str, Field(min_length=1)]
+    variant: ArmName | None = None
+
+
+def _arm(value: object) -> object:
+    return {"letter": value} if isinstance(value, str) else value
+
+
+class Experiment(_Strict):
+    """Letters of a rule split between arms, and a holdout that gets none, to measure what
+    the letters do: conversions are later `convert_on` events of the same contact within
+    `window` of the letter's due time, in every arm alike."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=128)]
+    variants: Annotated[dict[ArmName, Annotated[Arm, BeforeValidator(_arm)]], Field(min_length=1)]
+    weights: dict[str, Annotated[int, Field(ge=1, le=1_000_000)]] | None = None
+    holdout: Percent = 0.0
+    window: Duration = timedelta(days=90)
+    convert_on: Annotated[list[Literal["deal.closed", "referral.made"]], Field(min_length=1)] = [
+        "deal.closed"
+    ]
+    # The relative lift the test is sized to detect: the report's "letters needed".
+    min_effect: Percent = 0.2
+    # Closes the experiment: every later letter is this arm's, outside the experiment.
+    winner: str | None = None
+    # Write a "held out" note to the CRM when a holdout letter would have gone.
+    note_held_out: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Experiment:
+        arms = list(self.variants)
+        if HOLDOUT in arms:
+            raise ValueError(f"{HOLDOUT!r} names the arm that gets no letter; use `holdout: 10%`")
+        if self.weights is not None and set(self.weights) != set(arms):
+            raise ValueError(
+                f"weights must name exactly the variants ({', '.join(arms)}), "
+                f"got {', '.join(self.weights) or 'none'}"
+            )
+        if self.winner is not None and self.winner not in arms:
+            raise ValueError(f"winner {self.winner!r} is not a variant ({', '.join(arms)})")
+        if self.min_effect <= 0:
+            raise ValueError("min_effect must be above 0%, e.g. 20%")
+        if len(arms) == 1 and self.holdout == 0:
+            raise ValueError(
+                "one variant and no holdout compares nothing: add a variant or a holdout"
+            )
+        return self
+
+    @property
+    def arms(self) -> list[str]:
+        """Every arm, the holdout last when there is one."""
+        return list(self.variants) + ([HOLDOUT] if self.holdout > 0 else [])
+
+    @property
+    def closed(self) -> bool:
+        return self.winner is not None
+
+    def weight(self, arm: str) -> int:
+        return self.weights[arm] if self.weights is not None else 1
+
+
 class Rule(_Strict):
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=128)]
     on: Literal["deal.closed", "feedback.logged", "referral.made"]
@@ -330,11 +415,21 @@ class Rule(_Strict):
     # names the day (`follow_up_by`).
     follow_up: Duration | None = None
     # A letter's templates may read it to pick a shorter or longer text (`variant`).
-    variant: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)] | None = None
+    variant: ArmName | None = None
+    # Splits this rule's letters between variants and a holdout (worker/experiments).
+    experiment: Experiment | None = None
 
     @property
     def cap_exempt(self) -> bool:
         return self.cap == "exempt"
+
+    def for_arm(self, arm: str | None) -> Rule:
+        """The rule as a letter of `arm` is written: the variant's own `variant` when it
+        names one (the letter folder is on the letter row already)."""
+        chosen = self.experiment.variants.get(arm or "") if self.experiment else None
+        if chosen is None or chosen.variant is None:
+            return self
+        return self.model_copy(update={"variant": chosen.variant})
 
 
 class RulesFile(_Strict):
@@ -368,3 +463,8 @@ class RuleSet:
 
     def cancelled_by(self, event_type: str) -> list[Rule]:
         return [r for r in self.rules if event_type in r.cancel_on]
+
+    @property
+    def experiments(self) -> dict[str, tuple[Rule, Experiment]]:
+        """Experiments in force by name, with the rule that carries each."""
+        return {r.experiment.name: (r, r.experiment) for r in self.rules if r.experiment}

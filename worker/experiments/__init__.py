@@ -1,0 +1,1 @@
+"""Experiments: arms, assignment, outcomes and their report."""
