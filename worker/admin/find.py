@@ -17,7 +17,15 @@ from worker.models import (
 # Spelt out as Literals so the admin API answers a typo with 422 and the valid values;
 # tests keep them equal to LetterStatus and to the classes the senders raise.
 StatusName = Literal[
-    "scheduled", "queued", "sending", "sent", "failed", "unknown", "cancelled", "suppressed"
+    "scheduled",
+    "queued",
+    "sending",
+    "sent",
+    "failed",
+    "unknown",
+    "cancelled",
+    "suppressed",
+    "held_out",
 ]
 ErrorClass = Literal[
     "connect",
@@ -103,4 +111,6 @@ def summary(letter: Letter) -> dict[str, Any]:
         "attempts": letter.attempt_count,
         "last_error": letter.last_error,
         "subject": (letter.rendered or {}).get("subject"),
+        "experiment": letter.experiment,
+        "arm": letter.arm,
     }

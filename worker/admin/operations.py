@@ -43,6 +43,15 @@ REFUSAL: dict[str, str] = {
 }
 
 
+def held_out(letter: Letter) -> str:
+    """Why a holdout letter is refused by every action that could send it (no --force):
+    sending it would spoil the comparison the holdout exists for."""
+    return (
+        f"held out by experiment {letter.experiment}: a holdout letter is never sent "
+        "(the contact is the comparison group)"
+    )
+
+
 @dataclass
 class Outcome:
     """What an operation did: the letters it changed and, for the rest, why not."""
@@ -103,6 +112,9 @@ def replay(
     gap = timedelta(seconds=1 / rate_per_second)
     allowed = REPLAYABLE + ((LetterStatus.UNKNOWN,) if force else ())
     for letter in find_letters(factory, flt):
+        if letter.status == LetterStatus.HELD_OUT:
+            outcome.refused[letter.id] = held_out(letter)
+            continue
         if letter.status not in allowed:
             outcome.refused[letter.id] = REFUSAL.get(letter.status, f"status {letter.status}")
             continue
@@ -189,6 +201,9 @@ def send_now(
     """Skip the wait; the recipient's send window still applies unless ignored."""
     outcome = Outcome()
     for letter in find_letters(factory, LetterFilter(ids=ids)):
+        if letter.status == LetterStatus.HELD_OUT:
+            outcome.refused[letter.id] = held_out(letter)
+            continue
         if letter.status != LetterStatus.SCHEDULED:
             outcome.refused[letter.id] = f"{letter.status}: only scheduled letters"
             continue

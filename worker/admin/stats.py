@@ -30,6 +30,7 @@ _SHOWN_AS: dict[str, str] = {
     LetterStatus.FAILED: "failed",
     LetterStatus.UNKNOWN: "unknown",
     LetterStatus.SUPPRESSED: "suppressed",
+    LetterStatus.HELD_OUT: "held_out",
 }
 
 
@@ -42,6 +43,7 @@ class StatsRow:
     failed: int = 0
     unknown: int = 0
     suppressed: int = 0
+    held_out: int = 0  # an experiment's holdout: planned, never sent
     human_opens: int = 0
     machine_opens: int = 0
     clicks: int = 0

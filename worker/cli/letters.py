@@ -52,6 +52,8 @@ def show(
         f"  {story['letter']} in {story['locale']} to {story['contact']} (rule {story['rule']})",
         markup=False,
     )
+    if story["experiment"] is not None:
+        out.print(f"  experiment {story['experiment']}, arm {story['arm']}", markup=False)
     out.print(f"  Message-ID {story['message_id']}", markup=False)
     planned, due = story["planned_at"], story["due_at"]
     if planned and planned != due:  # moved by send-now, a replay or a reschedule

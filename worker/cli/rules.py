@@ -9,10 +9,19 @@ from typing import Annotated, Any
 
 import typer
 
-from worker.cli.common import cli_actor, err, out, parse_when, print_json, read_event_file
+from worker.cli.common import (
+    cli_actor,
+    err,
+    out,
+    parse_when,
+    print_json,
+    read_event_file,
+    session_factory,
+)
 from worker.cli.common import fail as _fail
 from worker.cli.common import settings_or_exit as _settings
 from worker.cli.preview import templates_report
+from worker.experiments.assignment import StoredArm
 from worker.letters.catalogue import Catalogue
 from worker.planning.durations import format_duration
 from worker.planning.rules import RulesError, load_rules
@@ -109,11 +118,38 @@ def explain_command(
     # Judged as if it arrived now (or, with --at, as if it happened and arrived then), as
     # ingest would: an event past max_event_age plans nothing.
     now = event.timestamp if at is not None else datetime.now(UTC)
-    result = explain(event, _rules(settings), Catalogue.scan(settings.templates_dir), now)
+    rules = _rules(settings)
+    stored, arms_note = _stored_arms(rules)
+    result = explain(event, rules, Catalogue.scan(settings.templates_dir), now, stored)
+    result["arms_from"] = arms_note
     if as_json:
         print_json(result)
         return
     _print_explanation(event.timestamp, result)
+
+
+def _stored_arms(rules: RuleSet) -> tuple[StoredArm | None, str | None]:
+    """A lookup of the arms contacts already have, when any rule runs an experiment: a
+    contact keeps its first arm, so the hash alone may be wrong for a known contact. A
+    database that cannot be read leaves the hash, and says so."""
+    if not rules.experiments:
+        return None, None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    url = make_url(_settings().effective_database_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        return None, "hash only (no database yet)"  # and none is created by looking
+
+    from worker.experiments.assignment import stored_arm
+
+    try:
+        session = session_factory()()
+        lookup = stored_arm(session)
+        lookup("", "")  # reads the table once: a missing or unmigrated database shows here
+    except SQLAlchemyError as exc:
+        return None, f"hash only (the database could not be read: {type(exc).__name__})"
+    return lookup, "the contact's stored arm, else the hash"
 
 
 def _print_explanation(occurred: datetime, result: dict[str, Any]) -> None:
@@ -130,6 +166,12 @@ def _print_explanation(occurred: datetime, result: dict[str, Any]) -> None:
         else ""
     )
     say(f"rule     {result['rule']}")
+    if result["experiment"] is not None:
+        say(
+            f"arm      {result['arm']} of experiment {result['experiment']} ({result['arms_from']})"
+        )
+    if result["held_out"]:
+        say("result   held out: no letter is sent; conversions are counted from the due time")
     say(f"letter   {result['letter']} in {result['locale']}{note}")
     say(f"due      {result['due_at']}  =  {result['due_local']} {result['timezone']}")
     for other in result["rules"][1:]:

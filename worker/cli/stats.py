@@ -18,7 +18,8 @@ def _rate(value: float | None) -> str:
 def stats_command(since: SinceOpt = None, as_json: JsonOpt = False) -> None:
     """Per letter and locale: sent, failed, opens, clicks, unsubscribes and rates.
 
-    Also scheduled, unknown and suppressed; rates are over sent letters."""
+    Also scheduled, unknown and suppressed; rates are over sent letters. Letters an
+    experiment held out are in --json (`held_out`) and summed under the table."""
     from worker.admin.stats import stats
     from worker.cli.common import parse_when
 
@@ -63,3 +64,6 @@ def stats_command(since: SinceOpt = None, as_json: JsonOpt = False) -> None:
             _rate(r["click_rate"]),
         )
     out.print(table)
+    held = sum(r["held_out"] for r in rows)
+    if held:
+        out.print(f"held out by experiments: {held} (see `thankly experiments report`)")

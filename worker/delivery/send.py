@@ -99,8 +99,10 @@ def render_letter(d: Delivery, letter: Letter, event: GenericEvent) -> Rendered:
         return stored if stored.locale else replace(stored, locale=letter.locale)
     contact = event.data.contact
     rules = d.rules()
-    # The rule in force under the letter's rule name (its next step, follow-up, variant).
-    setup = letter_setup(d.settings, d.brand(), rules, rules.rule(letter.rule))
+    # The rule in force under the letter's rule name (its next step, follow-up, variant),
+    # as its experiment arm writes it (an arm may name its own variant).
+    rule = rules.rule(letter.rule)
+    setup = letter_setup(d.settings, d.brand(), rules, rule.for_arm(letter.arm) if rule else None)
     return render(
         d.renderer,
         setup,

@@ -7,9 +7,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from worker.events import CANCEL_EVENT_TYPES, GenericEvent
+from worker.experiments.assignment import StoredArm
 from worker.letters.catalogue import Catalogue
 from worker.planning.plan import PlannedLetter, contact_timezone, plan
-from worker.planning.rules_model import RuleSet
+from worker.planning.rules_model import HOLDOUT, RuleSet
 
 
 def _entry(planned: PlannedLetter | None, zone: str) -> dict[str, Any]:
@@ -23,19 +24,28 @@ def _entry(planned: PlannedLetter | None, zone: str) -> dict[str, Any]:
         "due_at": due.isoformat().replace("+00:00", "Z") if due else None,
         "due_local": due.astimezone(ZoneInfo(zone)).isoformat() if due else None,
         "reason": planned.reason,
+        "experiment": planned.experiment,
+        "arm": planned.arm,
+        # A holdout letter is planned (its due time starts the conversion clock), never sent.
+        "held_out": planned.arm == HOLDOUT,
     }
 
 
 def explain(
-    event: GenericEvent, rules: RuleSet, catalogue: Catalogue, now: datetime | None = None
+    event: GenericEvent,
+    rules: RuleSet,
+    catalogue: Catalogue,
+    now: datetime | None = None,
+    stored: StoredArm | None = None,
 ) -> dict[str, Any]:
     """Keys `rule`, `letter`, `locale`, `due_at` (UTC), `reason` describe the outcome (the
     first matching rule, or why nothing is sent); `rules` lists every rule considered.
     With `now`, the event is judged as if it arrived then, so one older than
     max_event_age is explained as planning nothing, the way ingest treats it; without,
-    age is left out and the result depends on the event alone."""
+    age is left out and the result depends on the event alone. `stored` looks up the arms
+    contacts already have in experiments; without it, arms are the hash's alone."""
     zone = contact_timezone(event, rules)
-    planned = plan(event, rules, catalogue, now)
+    planned = plan(event, rules, catalogue, now, stored)
     first = next((p for p in planned if p.matched), None)
     result = _entry(first, zone)
     result.update(
