@@ -13,6 +13,7 @@ from worker.cli.common import settings_or_exit as _settings
 from worker.cli.crm import crm_app
 from worker.cli.event_send import event_app
 from worker.cli.events import events_app
+from worker.cli.experiments import experiments_app
 from worker.cli.letters import letters_app
 from worker.cli.preview import preview, templates_app
 from worker.cli.rules import rules_app
@@ -63,6 +64,7 @@ app.add_typer(letters_app, name="letters")
 app.add_typer(crm_app, name="crm")
 app.add_typer(templates_app, name="templates")
 app.add_typer(suppressions_app, name="suppressions")
+app.add_typer(experiments_app, name="experiments")
 app.command("stats")(stats_command)
 app.command("preview")(preview)
 

@@ -8,8 +8,10 @@ event, in every process, after every restart, with nothing stored.
 Changing the weights (or the holdout share) moves bucket boundaries, which would move the
 contacts near them. To keep earlier contacts where they were, the arm a contact first got
 is stored (`experiment_assignments`) and wins over the hash from then on; only contacts
-new to the experiment follow the new weights. A stored arm the rules no longer have (a
-variant removed) is assigned afresh.
+new to the experiment follow the new weights. That holds for the holdout too: contacts held
+out stay held out while the experiment runs, even if the share drops to 0% (to send them
+letters, close the experiment with `winner:`). A stored variant the rules no longer have
+(its letter removed) cannot be kept, and its contacts are assigned afresh.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def choose_arm(experiment: Experiment, contact: str, stored: str | None = None) 
     winner; otherwise an arm stored earlier holds while the experiment still has it."""
     if experiment.winner is not None:
         return experiment.winner
-    if stored is not None and stored in experiment.arms:
+    if stored is not None and (stored == HOLDOUT or stored in experiment.variants):
         return stored
     return arm_of_bucket(experiment, bucket(experiment.name, contact))
 

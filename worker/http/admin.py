@@ -19,8 +19,10 @@ from worker.admin import find, operations
 from worker.admin.audit import audit_log
 from worker.admin.stats import stats as letter_stats
 from worker.admin.timeline import letter_timeline
+from worker.experiments.report import UnknownExperiment, list_experiments, report
 from worker.http.client_address import client_address
 from worker.planning.rules import RulesError
+from worker.planning.rules_model import RuleSet
 from worker.runtime import Runtime
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -215,6 +217,37 @@ def send_now(body: SendNowRequest, request: Request, actor: Actor) -> dict[str, 
 @router.get("/stats")
 def stats(request: Request, actor: Actor, since: Moment | None = None) -> dict[str, Any]:
     return {"stats": letter_stats(_runtime(request).session_factory, since)}
+
+
+@router.get("/experiments")
+def experiments(request: Request, actor: Actor) -> dict[str, Any]:
+    runtime = _runtime(request)
+    return {"experiments": list_experiments(runtime.session_factory, _rules_in_force(runtime))}
+
+
+ExperimentName = Annotated[
+    str, Path(min_length=1, max_length=128, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+]
+
+
+@router.get("/experiments/{name}")
+def experiment_report(
+    request: Request, actor: Actor, name: ExperimentName, since: Moment | None = None
+) -> dict[str, Any]:
+    """The same report as `thankly experiments report NAME --json`."""
+    runtime = _runtime(request)
+    rules = _rules_in_force(runtime)
+    try:
+        return report(runtime.session_factory, rules, name, runtime.clock.now(), since)
+    except UnknownExperiment:
+        raise HTTPException(404, f"no experiment {name!r}") from None
+
+
+def _rules_in_force(runtime: Runtime) -> RuleSet:
+    try:
+        return runtime.rules.get()
+    except RulesError as exc:
+        raise HTTPException(503, f"the rules file is not valid: {exc}") from None
 
 
 @router.get("/audit")

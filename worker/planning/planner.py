@@ -85,7 +85,7 @@ def goes_out(
 def held_out_reason(rule: Rule) -> str:
     experiment = rule.experiment
     assert experiment is not None
-    return f"experiment {experiment.name}: holdout ({experiment.holdout * 100:g}%), never sent"
+    return f"experiment {experiment.name}: the contact is in the holdout, never sent"
 
 
 class Planner:

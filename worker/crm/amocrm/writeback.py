@@ -1,5 +1,7 @@
 """What amoCRM learns from Thankly: a note on the lead for each activity (sent, opened,
-clicked, unsubscribed, failed), in the account's language.
+clicked, unsubscribed, failed, and an experiment's held-out letter), in the account's
+language. A note of an experiment's letter names the experiment and the arm on a line of
+its own. (Not a tag on the lead: that would change the lead.)
 
 A note (`POST /api/v4/leads/notes`, type `common`) changes no field of the lead, so it
 fires no status webhook back. amoCRM has no idempotency key; each note ends with its

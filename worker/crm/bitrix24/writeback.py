@@ -1,6 +1,7 @@
 """What a Bitrix24 portal learns from Thankly: a timeline comment on the deal and on the
-contact for each activity (sent, opened, clicked, unsubscribed, failed), in the portal's
-language.
+contact for each activity (sent, opened, clicked, unsubscribed, failed, and an
+experiment's held-out letter), in the portal's language. A comment of an experiment's
+letter names the experiment and the arm on a line of its own.
 
 Never an update of the deal itself: that would fire ONCRMDEALUPDATE, which comes back to
 Thankly as a webhook. Bitrix24 has no idempotency key; each comment ends with its

@@ -1,5 +1,9 @@
 """What HubSpot learns from Thankly: the letter as an email engagement, and what followed
-(opened, clicked, unsubscribed, failed) as notes, each on the contact and the deal.
+(opened, clicked, unsubscribed, failed) as notes, each on the contact and the deal. A
+holdout letter of an experiment, which is never sent, is a note too (`email.held_out`),
+never an email. Every entry of an experiment's letter names the experiment and the arm on
+a line of its own (on the email, after the letter's text): plain text, so no custom
+property has to be created first.
 
 HubSpot has no idempotency key. A create is sent again only when the first try's answer
 was lost, so a retry first looks for the engagement that try may have left (same contact,
@@ -16,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from worker.crm.hubspot.api import HubSpotApi
-from worker.crm.notes import note_html
+from worker.crm.notes import experiment_line, note_html
 from worker.retry import CallError
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,10 @@ class HubSpotCrm:
 
     def _email(self, data: dict[str, Any], at: int) -> dict[str, str]:
         details = data.get("details") or {}
+        text = str(details.get("text") or "")
+        line = experiment_line(data)
+        if line is not None:
+            text = f"{text}\n\n{line}" if text else line
         headers = {
             "to": [{"email": (data.get("contact") or {}).get("email") or ""}],
             "messageId": data.get("message_id") or "",
@@ -63,6 +71,6 @@ class HubSpotCrm:
             "hs_email_direction": "EMAIL",
             "hs_email_status": "SENT",
             "hs_email_subject": str(details.get("subject") or data.get("subject") or ""),
-            "hs_email_text": str(details.get("text") or ""),
+            "hs_email_text": text,
             "hs_email_headers": json.dumps(headers, ensure_ascii=False),
         }

@@ -1,5 +1,8 @@
 """What Pipedrive learns from Thankly: the letter as a done activity of type `email` on the
-deal and the person, and what followed (opened, clicked, unsubscribed, failed) as notes.
+deal and the person, and what followed (opened, clicked, unsubscribed, failed) as notes. A
+holdout letter of an experiment, never sent, is a note (`email.held_out`). Every entry of
+an experiment's letter names the experiment and the arm in a paragraph of its own (in
+the activity's note, after the letter's text): plain text, no custom field needed.
 
 Pipedrive has no idempotency key either. Each entry carries its activity key in a marker
 (`thankly:sent:42`); a retry, whose first try's answer was lost, first looks through the
@@ -14,7 +17,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from worker.crm.notes import note_html
+from worker.crm.notes import experiment_line, note_html
 from worker.crm.pipedrive.api import PipedriveApi
 from worker.retry import CallError
 
@@ -74,13 +77,15 @@ def _activity(
     details = data.get("details") or {}
     subject = str(details.get("subject") or data.get("subject") or data.get("letter") or "")
     text = html.escape(str(details.get("text") or ""))
+    line = experiment_line(data)
+    named = f"<p>{html.escape(line)}</p>" if line is not None else ""
     fields: dict[str, Any] = {
         "subject": subject[:250],
         "type": "email",
         "done": True,
         "due_date": at.strftime("%Y-%m-%d"),
         "due_time": at.strftime("%H:%M"),
-        "note": f"<p>{text}</p>".replace("\n", "<br>") + f"<p><small>{tag}</small></p>",
+        "note": f"<p>{text}</p>".replace("\n", "<br>") + named + f"<p><small>{tag}</small></p>",
     }
     if deal_id is not None:
         fields["deal_id"] = deal_id
