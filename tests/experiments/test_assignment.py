@@ -4,6 +4,7 @@ when the weights change."""
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -23,7 +24,7 @@ def experiment(**fields: object) -> Experiment:
     return Experiment.model_validate(config | fields)
 
 
-def chi_square(observed: Counter[str], expected: dict[str, float]) -> float:
+def chi_square(observed: Counter[Any], expected: dict[Any, float]) -> float:
     return sum((observed[arm] - e) ** 2 / e for arm, e in expected.items())
 
 
