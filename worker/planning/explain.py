@@ -15,7 +15,15 @@ from worker.planning.rules_model import HOLDOUT, RuleSet
 
 def _entry(planned: PlannedLetter | None, zone: str) -> dict[str, Any]:
     if planned is None:
-        return {"rule": None, "letter": None, "locale": None, "due_at": None}
+        return {
+            "rule": None,
+            "letter": None,
+            "locale": None,
+            "due_at": None,
+            "experiment": None,
+            "arm": None,
+            "held_out": False,
+        }
     due = planned.due_at
     return {
         "rule": planned.rule,
