@@ -71,8 +71,12 @@ def _insert_new(session: Session) -> Any:
     dialect = session.get_bind().dialect.name
     statement = _INSERTS.get(dialect)
     if statement is None:
-        statement = _INSERTS[dialect] = insert_or_skip(session, CrmActivity).on_conflict_do_nothing(
-            index_elements=["idempotency_key"]
+        statement = _INSERTS[dialect] = (
+            insert_or_skip(session, CrmActivity)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            # The row it added, none when the key was there: the one answer both databases
+            # give alike (psycopg leaves this INSERT's rowcount at -1).
+            .returning(CrmActivity.id)
         )
     return statement
 
@@ -108,4 +112,4 @@ def record(
         "updated_at": recorded_at or at,
     }
     added = session.connection().execute(_insert_new(session), values)
-    return getattr(added, "rowcount", 0) == 1
+    return added.first() is not None

@@ -22,7 +22,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, type_coerce
+from sqlalchemy import (
+    ColumnElement,
+    Interval,
+    and_,
+    case,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    type_coerce,
+)
 from sqlalchemy.orm import Session
 
 from worker.db import UTCDateTime
@@ -51,7 +62,7 @@ def later_by(column: Any, delta: timedelta, dialect: str) -> Any:
         shifted = func.strftime("%Y-%m-%d %H:%M:%f000", column, f"{seconds:+d} seconds")
         # Typed, so that a time compared with it is bound in the stored shape too.
         return type_coerce(shifted, UTCDateTime())
-    return column + delta
+    return column + literal(delta, Interval())
 
 
 def clock(letter: type[Letter] = Letter) -> ColumnElement[Any]:

@@ -330,7 +330,21 @@ def _percent(value: object) -> float:
     raise ValueError(f"{value!r}: write a share as a percentage below 100%, e.g. 10%")
 
 
+def _lift(value: object) -> float:
+    """`20%` → 0.2: a relative lift, which may be 100% (a doubling) or more."""
+    text = str(value).strip()
+    if isinstance(value, str) and text.endswith("%"):
+        try:
+            lift = float(text[:-1]) / 100
+        except ValueError:
+            lift = 0.0
+        if 0 < lift <= 100:
+            return lift
+    raise ValueError(f"{value!r}: write the lift as a percentage above 0%, e.g. 20%")
+
+
 Percent = Annotated[float, BeforeValidator(_percent)]
+Lift = Annotated[float, BeforeValidator(_lift)]
 
 
 class Arm(_Strict):
@@ -359,7 +373,7 @@ class Experiment(_Strict):
         "deal.closed"
     ]
     # The relative lift the test is sized to detect: the report's "letters needed".
-    min_effect: Percent = 0.2
+    min_effect: Lift = 0.2
     # Closes the experiment: every later letter is this arm's, outside the experiment.
     winner: str | None = None
     # Write a "held out" note to the CRM when a holdout letter would have gone.
@@ -377,8 +391,6 @@ class Experiment(_Strict):
             )
         if self.winner is not None and self.winner not in arms:
             raise ValueError(f"winner {self.winner!r} is not a variant ({', '.join(arms)})")
-        if self.min_effect <= 0:
-            raise ValueError("min_effect must be above 0%, e.g. 20%")
         if len(arms) == 1 and self.holdout == 0:
             raise ValueError(
                 "one variant and no holdout compares nothing: add a variant or a holdout"
