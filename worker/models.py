@@ -161,7 +161,8 @@ class Letter(Base):
     extra_opens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     extra_clicks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The experiment the letter was planned under and its arm (a variant's name or
-    # `holdout`); None outside experiments and after an experiment is closed.
+    # `holdout`); both None outside experiments. A closed experiment's later letters keep
+    # the winner's arm (its variant shapes them) and no experiment.
     experiment: Mapped[str | None] = mapped_column(String(128))
     arm: Mapped[str | None] = mapped_column(String(64))
 

@@ -52,12 +52,12 @@ def list_command(as_json: JsonOpt = False) -> None:
     if not rows:
         out.print("no experiments: a rule runs one with `experiment:` (see the README)")
         return
-    table = Table("experiment", "rule", "status", "arms", "letters", "first planned (UTC)")
+    table = Table("experiment", "status", "arms", "letters", "first planned (UTC)")
+    table.columns[0].no_wrap = True  # a name cut in two is hard to type back
     for r in rows:
         arms = ", ".join(r["arms"]) if r["arms"] else "-"
         table.add_row(
             plain(r["experiment"]),
-            plain(r["rule"] or "-"),
             plain(r["status"]),
             plain(arms),
             str(r["letters"]),

@@ -105,9 +105,9 @@ def arm_and_letter(
     rule: Rule, contact: str, stored: StoredArm | None = None
 ) -> tuple[str | None, str | None, str]:
     """(experiment, arm, letter folder) for a letter of `rule` to `contact`. A closed
-    experiment's letters are the winner's, outside the experiment (its report keeps only
-    the letters planned while it ran). The holdout's letter is the rule's own: it is
-    planned like any other, then held out."""
+    experiment's letters are the winner's arm (whose `variant` shapes them) outside the
+    experiment: its report keeps only the letters planned while it ran. The holdout's
+    letter is the rule's own: it is planned like any other, then held out."""
     experiment = rule.experiment
     if experiment is None:
         return None, None, rule.letter
@@ -116,7 +116,7 @@ def arm_and_letter(
     chosen = experiment.variants.get(arm)
     letter = chosen.letter if chosen is not None else rule.letter
     if experiment.closed:
-        return None, None, letter
+        return None, arm, letter
     return experiment.name, arm, letter
 
 
