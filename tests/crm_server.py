@@ -77,7 +77,10 @@ def _handler(crm: Crm) -> type[BaseHTTPRequestHandler]:
 def crm_server() -> Iterator[tuple[Crm, str]]:
     crm = Crm()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(crm))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for the loop's next poll: 0.5 s by default, at every test's end.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+    )
     thread.start()
     try:
         yield crm, f"http://127.0.0.1:{server.server_address[1]}/activities"

@@ -276,7 +276,10 @@ def _capturing_server() -> Iterator[tuple[list[tuple[dict[str, str], bytes]], st
             self.wfile.write(answer.encode())
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for the loop's next poll: 0.5 s by default, at every test's end.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+    )
     thread.start()
     try:
         yield seen, f"http://127.0.0.1:{server.server_address[1]}/webhooks/generic"
