@@ -37,6 +37,8 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks.delivery --database-url "$${THANKLY_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
 	$(BIN)/python -m benchmarks.delivery --pool prefork --database-url "$${THANKLY_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
 	$(BIN)/python -m benchmarks.ingest --database-url "$${THANKLY_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
+	$(BIN)/python -m benchmarks.experiment_report
+	$(BIN)/python -m benchmarks.experiment_report --database-url "$${THANKLY_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
 
 # The fault-injection run (tests/chaos): 5,000 events through the whole stack while
 # workers are killed and Redis and PostgreSQL are disrupted; prints its report.
