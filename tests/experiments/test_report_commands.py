@@ -79,7 +79,7 @@ def test_the_report_in_json_and_text_and_over_the_api_agree(
     code, text, _ = cli("experiments", "report", "deal-thanks-q1")
     assert code == 0
     assert "experiment deal-thanks-q1 (running)" in text
-    assert "verdict: No conversions in holdout yet" in text
+    assert "a vs holdout:" in text and "No conversions in holdout yet" in text
 
 
 def test_since_keeps_letters_planned_from_then(running: Runtime, clock: FixedClock) -> None:

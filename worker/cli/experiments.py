@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -10,6 +11,7 @@ from rich.table import Table
 
 from worker.cli.common import date_time, fail, out, parse_when, plain, print_json, session_factory
 from worker.cli.common import settings_or_exit as _settings
+from worker.cli.letters import compact_table
 
 experiments_app = typer.Typer(
     help="A/B tests of letters against a holdout: list them, report their lift.",
@@ -33,7 +35,7 @@ def _interval(value: list[float] | None, points: bool = False) -> str:
         return ""
     if points:
         return f"{value[0] * 100:+.1f} to {value[1] * 100:+.1f}"
-    return f"{value[0]:.1%} to {value[1]:.1%}"
+    return f"{value[0]:.1%}-{value[1]:.1%}"
 
 
 def _relative(value: list[float] | None) -> str:
@@ -90,62 +92,48 @@ def report_command(
     _print_report(result)
 
 
+def _p(value: float) -> str:
+    return "p < 0.001" if value < 0.001 else f"p = {value:.3f}"
+
+
 def _print_report(r: dict[str, Any]) -> None:
-    say = out.print
+    say = functools.partial(out.print, markup=False)
     say(
-        f"experiment {r['experiment']} ({r['status']}); conversion: {', '.join(r['convert_on'])} "
-        f"within {r['window']} of the planned time",
-        markup=False,
+        f"experiment {r['experiment']} ({r['status']}); converted: {', '.join(r['convert_on'])} "
+        f"within {r['window']} of the planned time"
     )
-    table = Table(
-        "arm",
-        "letter",
-        "planned",
-        "sent",
-        "held",
-        "opened",
-        "clicked",
-        "unsub",
-        "converted",
-        "conv. rate (95% CI)",
+    # Ten short columns fit 80: the letter of each arm and every rate are in --json.
+    table = compact_table(
+        "arm", "planned", "sent", "held", "opened", "clicked", "unsub", "conv", "rate", "95% CI"
     )
-    for column in table.columns[2:]:
+    for column in table.columns[1:]:
         column.justify = "right"
     waiting = 0
     for a in r["arms"]:
         conversion = a["conversion"]
         table.add_row(
             plain(a["arm"]),
-            plain(a["letter"] or "-"),
-            f"{a['planned']:,}",
-            f"{a['sent']:,}",
-            f"{a['held_out']:,}",
-            f"{a['opened']:,}",
-            f"{a['clicked']:,}",
+            *(f"{a[key]:,}" for key in ("planned", "sent", "held_out", "opened", "clicked")),
             f"{a['unsubscribed']:,}",
             f"{a['converted']:,}",
-            f"{_percent(conversion['rate'])} ({_interval(conversion['interval'])})",
+            _percent(conversion["rate"]),
+            _interval(conversion["interval"]),
         )
         waiting += a["in_window"]
-    say(table)
+    out.print(table)
     if waiting:
-        say(
-            f"{waiting:,} letter(s) are still inside their window: their conversions may still come"
-        )
+        say(f"{waiting:,} letter(s) still inside their window: conversions may still come")
+    if r["status"].startswith("closed"):
+        say(r["verdict"].split(". ")[0] + ".")
     for c in r["comparisons"]:
-        if c["absolute"] is None:
-            say(f"{c['arm']} vs {c['baseline']}: no letters to compare", markup=False)
-            continue
-        relative = (
-            f"; relative {c['relative']:+.1%} ({_relative(c['relative_interval'])})"
-            if c["relative"] is not None
-            else ""
-        )
-        needed = f"; needs {c['needed_per_arm']:,} per arm" if c["needed_per_arm"] else ""
-        say(
-            f"{c['arm']} vs {c['baseline']}: {c['absolute'] * 100:+.1f} points "
-            f"(95% CI {_interval(c['absolute_interval'], True)}){relative}, "
-            f"p = {c['p_value']:.3g} ({c['test']}){needed}",
-            markup=False,
-        )
-    say(f"verdict: {r['verdict']}", markup=False)
+        say(f"{c['arm']} vs {c['baseline']}:")
+        if c["absolute"] is not None:
+            say(
+                f"  {c['absolute'] * 100:+.1f} points (95% CI "
+                f"{_interval(c['absolute_interval'], True)}); {_p(c['p_value'])} ({c['test']})"
+            )
+        if c["relative"] is not None:
+            say(f"  relative {c['relative']:+.1%} (95% CI {_relative(c['relative_interval'])})")
+        if c["needed_per_arm"]:
+            say(f"  sized for a {r['min_effect']:.0%} lift: {c['needed_per_arm']:,} letters an arm")
+        say(f"  {c['verdict']}")
