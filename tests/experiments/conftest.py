@@ -29,7 +29,7 @@ rules:
   - name: deal-closed-thanks
     on: deal.closed
     letter: deal_closed
-    delay: 24h
+    delay: %(delay)s
     cancel_on: [deal.reopened, deal.lost]
     experiment:
 %(experiment)s
@@ -39,8 +39,8 @@ rules:
 MakeRuntime = Callable[..., Runtime]
 
 
-def rules_text(experiment: str = EXPERIMENT, defaults: str = "") -> str:
-    return RULES % {"experiment": experiment.rstrip("\n"), "defaults": defaults}
+def rules_text(experiment: str = EXPERIMENT, defaults: str = "", delay: str = "24h") -> str:
+    return RULES % {"experiment": experiment.rstrip("\n"), "defaults": defaults, "delay": delay}
 
 
 @pytest.fixture
@@ -74,11 +74,13 @@ def make_runtime(
         runtime.engine.dispose()
 
 
-def rewrite_rules(runtime: Runtime, experiment: str, defaults: str = "") -> None:
+def rewrite_rules(
+    runtime: Runtime, experiment: str, defaults: str = "", delay: str = "24h"
+) -> None:
     """Save an edit of the rules file, as ops staff would (picked up without restart)."""
     path = runtime.settings.rules_file
     before = path.stat().st_mtime_ns
-    path.write_text(rules_text(experiment, defaults))
+    path.write_text(rules_text(experiment, defaults, delay))
     # Size and mtime are how a change is noticed: make sure this edit shows in one.
     import os
 

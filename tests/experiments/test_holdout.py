@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from tests.conftest import NOW
-from tests.experiments.conftest import EXPERIMENT, MakeRuntime, deal, later
+from tests.experiments.conftest import EXPERIMENT, MakeRuntime, deal, later, rewrite_rules
 from tests.helpers import all_letters, ingest_doc
 from worker.admin import operations
 from worker.admin.find import LetterFilter
@@ -243,3 +244,20 @@ def test_with_note_held_out_the_crm_hears_of_it_at_the_would_be_send_time(
     send_everything_due(runtime, clock)
     sent_activity = [a for a in activities(runtime) if a.kind == "email.sent"]
     assert [(a.letter_id, a.payload["data"]["arm"]) for a in sent_activity] == [(sent.id, "a")]
+
+
+def test_a_reschedule_moves_a_holdout_letters_would_be_time_with_the_others(
+    planned: tuple[Runtime, dict[str, Letter]],
+) -> None:
+    from worker.planning.reschedule import reschedule
+
+    runtime, letters = planned
+    rewrite_rules(runtime, EXPERIMENT, delay="48h")
+    rules = runtime.rules.get()
+    changes = reschedule(
+        runtime.session_factory, rules, runtime.rules.catalogue, NOW, dry_run=False, actor="ops"
+    )
+    assert {c.letter_id for c in changes if c.moves} == {x.id for x in letters.values()}
+    after = {x.arm: x for x in all_letters(runtime)}
+    assert after[HOLDOUT].due_at == after["a"].due_at == letters["a"].due_at + timedelta(days=1)
+    assert after[HOLDOUT].status == LetterStatus.HELD_OUT
