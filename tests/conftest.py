@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -59,6 +60,25 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("THANKLY_") and not key.startswith("THANKLY_TEST_"):
             monkeypatch.delenv(key)
+
+
+@pytest.fixture(autouse=True)
+def _request_budgets_wait_in_virtual_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CRM's request budget (worker/crm/rate_budget.py) that is spent waits for the next
+    window: up to a second for Bitrix24 and amoCRM, seconds a test. Budgets built in a test
+    count and wait on a clock that a wait moves forward instead of sleeping; what they
+    allow, and when they wait, is unchanged. Tests that pass a clock and sleep keep theirs."""
+    from worker.crm.rate_budget import RateBudget
+
+    waited = [0.0]
+
+    def clock() -> float:
+        return time.time() + waited[0]
+
+    def sleep(seconds: float) -> None:
+        waited[0] += seconds
+
+    monkeypatch.setattr(RateBudget.__init__, "__kwdefaults__", {"clock": clock, "sleep": sleep})
 
 
 # --- databases -------------------------------------------------------------------------
