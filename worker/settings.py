@@ -32,6 +32,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MIN_LENGTHS = {
     "secret_key": 32,
     "admin_token": 24,
+    "readonly_token": 24,
     "metrics_token": 24,
     "amocrm_webhook_secret": 24,
 }
@@ -85,6 +86,8 @@ class Settings(BaseSettings):
     webhook_secrets: SecretStr | None = None
     secret_key: SecretStr | None = None
     admin_token: SecretStr | None = None
+    # Signs in to the dashboard to look, never to act (THANKLY_ADMIN_TOKEN does both).
+    readonly_token: SecretStr | None = None
     # When set, GET /metrics wants it as a bearer token.
     metrics_token: SecretStr | None = None
     rules_file: Path = Path("config/rules.yaml")
@@ -381,6 +384,10 @@ def _check_secret_lengths(settings: Settings) -> None:
                 f"THANKLY_{name.upper()}: must be at least {minimum} characters "
                 f"(is {len(secret.get_secret_value())}); make one with {HOW_TO_MAKE_ONE}"
             )
+    admin, viewer = settings.admin_token, settings.readonly_token
+    # One token for both would make every read-only login an admin one.
+    if admin is not None and viewer is not None and admin == viewer:
+        raise SettingsError("THANKLY_READONLY_TOKEN: must differ from THANKLY_ADMIN_TOKEN")
 
 
 def setting_names() -> list[str]:

@@ -50,6 +50,7 @@ class LetterFilter:
     ids: list[int] = field(default_factory=list)
     status: str | None = None
     letter: str | None = None
+    locale: str | None = None
     contact: str | None = None
     since: datetime | None = None  # on the letter's last change (a failure, a send, …)
     until: datetime | None = None
@@ -74,6 +75,8 @@ class LetterFilter:
             q = q.where(Letter.status == self.status)
         if self.letter:
             q = q.where(Letter.letter == self.letter)
+        if self.locale:
+            q = q.where(Letter.locale == self.locale)
         if self.contact:
             q = q.where(Letter.contact_email == self.contact.strip().lower())
         if self.since:

@@ -16,6 +16,7 @@ from worker.intake.publisher import Publisher
 from worker.intake.writer import GroupCommit
 from worker.runtime import Runtime
 from worker.secrets_store import secret_key
+from worker.ui import routes as ui_routes
 
 log = logging.getLogger(__name__)
 
@@ -64,4 +65,5 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(home.router)
+    ui_routes.install(app)
     return app

@@ -1,0 +1,76 @@
+"""The dashboard's routes, mounted under /ui by the HTTP app (`install`)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from worker.ui import letters, login
+from worker.ui.access import LoginRequired, require_on, viewer
+from worker.ui.pages import HERE, TZ_COOKIE, page, zones
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+router.include_router(login.router)
+router.include_router(letters.router)
+
+
+@router.get("/")
+def start(request: Request) -> Response:
+    viewer(request)
+    return RedirectResponse("/ui/letters", status_code=303)
+
+
+@router.get("/static/ui.css")
+def stylesheet(request: Request) -> Response:
+    require_on(request)
+    return FileResponse(
+        HERE / "static" / "ui.css",
+        media_type="text/css",
+        headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.get("/timezone")
+def choose_timezone(request: Request, tz: str = "UTC", back: str = "/ui/") -> Response:
+    """The viewer's time zone for every page, in a cookie (no secret: a preference)."""
+    viewer(request)
+    if tz not in zones():
+        raise HTTPException(422, f"{tz!r} is not a time zone: pick one from the list")
+    response = RedirectResponse(local_path(back), status_code=303)
+    response.set_cookie(TZ_COOKIE, tz, max_age=365 * 86400, samesite="strict", httponly=True)
+    return response
+
+
+def local_path(target: str) -> str:
+    """Only a path on this dashboard: a redirect never leaves it (no open redirect)."""
+    if target.startswith("/ui/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/ui/"
+
+
+async def _login_required(request: Request, exc: Exception) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/ui/login?next={quote(local_path(target))}", status_code=303)
+
+
+async def _error_page(request: Request, exc: Exception) -> Response:
+    """Errors under /ui as a page; elsewhere as the API's JSON."""
+    assert isinstance(exc, StarletteHTTPException)
+    if not request.url.path.startswith("/ui"):
+        from fastapi.exception_handlers import http_exception_handler
+
+        return await http_exception_handler(request, exc)
+    try:
+        who = viewer(request)
+    except (LoginRequired, HTTPException):
+        who = None
+    return page(request, "error.html", who, status=exc.status_code, message=str(exc.detail))
+
+
+def install(app: FastAPI) -> None:
+    app.include_router(router)
+    app.add_exception_handler(LoginRequired, _login_required)
+    app.add_exception_handler(StarletteHTTPException, _error_page)
