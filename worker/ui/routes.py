@@ -8,26 +8,32 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from worker.ui import letters, login
+from worker.ui import events, experiments, letters, login, overview, rules, suppressions, upcoming
 from worker.ui.access import LoginRequired, require_on, viewer
 from worker.ui.pages import HERE, TZ_COOKIE, page, zones
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
-router.include_router(login.router)
-router.include_router(letters.router)
+for page_routes in (login, overview, letters, upcoming, events, rules, suppressions, experiments):
+    router.include_router(page_routes.router)
 
 
 @router.get("/")
 def start(request: Request) -> Response:
     viewer(request)
-    return RedirectResponse("/ui/letters", status_code=303)
+    return RedirectResponse("/ui/overview", status_code=303)
 
 
-@router.get("/static/ui.css")
-def stylesheet(request: Request) -> Response:
+# Stylesheets by name: only files in static/ whose names are plain (no path can be asked).
+STYLESHEETS = {p.name for p in (HERE / "static").glob("*.css")}
+
+
+@router.get("/static/{name}")
+def stylesheet(request: Request, name: str) -> Response:
     require_on(request)
+    if name not in STYLESHEETS:
+        raise HTTPException(404, "no such stylesheet")
     return FileResponse(
-        HERE / "static" / "ui.css",
+        HERE / "static" / name,
         media_type="text/css",
         headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"},
     )
