@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -81,7 +82,7 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-def post_form(client: TestClient, path: str, page: str, **fields: str) -> object:
+def post_form(client: TestClient, path: str, page: str, **fields: str) -> httpx.Response:
     """Submit a form as the browser would: from this origin, with the page's CSRF token."""
     data = {"csrf": csrf_of(client.get(page).text), **fields}
     return client.post(path, data=data, headers={"origin": ORIGIN}, follow_redirects=False)
