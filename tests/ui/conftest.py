@@ -85,4 +85,7 @@ def csrf_of(html: str) -> str:
 def post_form(client: TestClient, path: str, page: str, **fields: str) -> httpx.Response:
     """Submit a form as the browser would: from this origin, with the page's CSRF token."""
     data = {"csrf": csrf_of(client.get(page).text), **fields}
-    return client.post(path, data=data, headers={"origin": ORIGIN}, follow_redirects=False)
+    response: httpx.Response = client.post(
+        path, data=data, headers={"origin": ORIGIN}, follow_redirects=False
+    )
+    return response
