@@ -43,6 +43,60 @@ def run_thankly(
     )
 
 
+def thankly_in_process(
+    *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`thankly ARGS` as `run_thankly` runs it, in this process (a new one costs a second
+    of start-up): the same THANKLY_* settings (exactly those in `env`), folder, exit status,
+    stdout and stderr, and an uncaught exception is exit 1 with its traceback on stderr, as
+    Python prints it. For what a command does and says; the entry point, and a process's
+    own stderr, are `run_thankly`'s (each command family keeps tests that use it). What a
+    command changes in this process (environment, folder, logging, the runtime, the
+    warn-once flag for misspelt variables) is put back afterwards."""
+    import logging
+    import traceback
+    import warnings
+
+    from typer.testing import CliRunner
+
+    from worker import runtime as process_runtime
+    from worker.cli import common
+    from worker.cli.main import app
+    from worker.logs import OWN_HANDLER_LOGGERS
+
+    saved_env, saved_cwd = dict(os.environ), Path.cwd()
+    loggers = [logging.getLogger(), *map(logging.getLogger, OWN_HANDLER_LOGGERS)]
+    saved_logging = [(lg, list(lg.handlers), lg.level, lg.propagate) for lg in loggers]
+    saved_showwarning, saved_warned = warnings.showwarning, common._warned
+    saved_runtime = process_runtime._current
+    for key in [k for k in os.environ if k.startswith("THANKLY_")]:
+        del os.environ[key]
+    os.environ.update(env or {})
+    common._warned = False  # a new process warns about misspelt variables once, afresh
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        result = CliRunner().invoke(app, list(args), prog_name="thankly")
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        for lg, handlers, level, propagate in saved_logging:
+            lg.handlers[:] = handlers
+            lg.setLevel(level)
+            lg.propagate = propagate
+        logging.captureWarnings(False)
+        warnings.showwarning = saved_showwarning
+        common._warned = saved_warned
+        if process_runtime._current is not saved_runtime:
+            process_runtime._current.engine.dispose()  # type: ignore[union-attr]
+            process_runtime.set_runtime(saved_runtime)
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess(["thankly", *args], result.exit_code, result.stdout, stderr)
+
+
 def event_doc(event_type: str = "deal.closed", email: str = "anna@example.org") -> dict[str, Any]:
     return {
         "type": event_type,

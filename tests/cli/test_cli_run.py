@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.conftest import RULES_FILE, SAMPLES, TEMPLATES, free_port
-from tests.helpers import THANKLY, run_thankly
+from tests.helpers import THANKLY, run_thankly, thankly_in_process
 
 pytestmark = pytest.mark.slow
 
@@ -93,7 +93,11 @@ def running(tmp_path: Path) -> Iterator[tuple[Instance, Path]]:
         yield instance, var_dir
 
 
-def send(var_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def send(var_dir: Path, *args: str, process: bool = True) -> subprocess.CompletedProcess[str]:
+    """`thankly event send ARGS` in a process of its own (as a user in a second terminal),
+    or in this one when the test is about what the command says, not the process."""
+    if not process:
+        return thankly_in_process("event", "send", *args, env=thankly_env(var_dir))
     return run_thankly("event", "send", *args, env=thankly_env(var_dir), timeout=30)
 
 
@@ -159,14 +163,17 @@ def test_send_without_a_running_instance_says_so(tmp_path: Path) -> None:
 
 
 def test_send_needs_a_file_or_type_and_email(tmp_path: Path) -> None:
-    result = send(tmp_path, "--type", "deal.closed")
+    result = send(tmp_path, "--type", "deal.closed", process=False)
     assert result.returncode == 2 and "--type and --email" in result.stderr
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
-    result = send(tmp_path, str(broken))
+    result = send(tmp_path, str(broken), process=False)
     assert result.returncode == 2 and "not valid JSON" in result.stderr
 
 
+# In processes of their own: how a supervisor sees each production process refuse (exit 2,
+# the reason on stderr). The refusals further down are what the commands check, and run in
+# this process (tests.helpers.thankly_in_process); `run` keeps its taken-port test.
 @pytest.mark.parametrize("command", [["api"], ["worker"], ["scheduler"]])
 def test_production_processes_refuse_to_start_without_a_broker(
     tmp_path: Path, command: list[str]
@@ -180,7 +187,7 @@ def test_run_refuses_to_start_on_a_broken_rules_file(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES_FILE.read_text().replace("delay: 24h}", "delay: 24 hours}", 1))
     env = thankly_env(tmp_path / "var") | {"THANKLY_RULES_FILE": str(rules)}
-    result = run_thankly("run", "--port", str(free_port()), env=env)
+    result = thankly_in_process("run", "--port", str(free_port()), env=env)
     assert result.returncode == 2
     assert f"{rules}:" in result.stderr and "'24 hours' is not a duration" in result.stderr
     assert "fix them and start again" in result.stderr
@@ -291,7 +298,7 @@ def test_the_worker_refuses_to_start_without_a_secret_key(tmp_path: Path) -> Non
         "THANKLY_BROKER_URL": "redis://127.0.0.1:6379/11",
         "THANKLY_MAIL_FROM": "Shop <thanks@shop.example>",
     }
-    result = run_thankly("worker", env=env)
+    result = thankly_in_process("worker", env=env)
     assert result.returncode == 2
     assert "THANKLY_SECRET_KEY is not set" in result.stderr
 
@@ -303,7 +310,7 @@ def test_production_processes_refuse_the_placeholder_sender(tmp_path: Path, comm
         "THANKLY_BROKER_URL": "redis://127.0.0.1:6379/11",
         "THANKLY_SECRET_KEY": "s" * 40,
     }
-    result = run_thankly(command, env=env)
+    result = thankly_in_process(command, env=env)
     assert result.returncode == 2
     assert "THANKLY_MAIL_FROM is thankly@localhost" in result.stderr
 
@@ -430,6 +437,6 @@ def test_the_api_refuses_a_half_connected_crm_in_one_line(
             "THANKLY_WEBHOOK_SECRETS": "whsec_" + "A" * 32,
         }
     )
-    result = run_thankly("api", "--port", "0", env=env)
+    result = thankly_in_process("api", "--port", "0", env=env)
     assert result.returncode == 2, result.stderr
     assert missing in result.stderr and "Traceback" not in result.stderr

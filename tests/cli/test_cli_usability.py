@@ -17,7 +17,7 @@ from sqlalchemy import update
 from typer.testing import CliRunner
 
 from tests.conftest import SAMPLES
-from tests.helpers import ingest_doc, run_thankly
+from tests.helpers import ingest_doc, run_thankly, thankly_in_process
 from worker.cli import letters as cli_letters
 from worker.cli.main import app
 from worker.models import Letter
@@ -113,9 +113,15 @@ def test_version() -> None:
 
 
 def _run(
-    args: list[str], env: dict[str, str], cwd: Path | None = None
+    args: list[str], env: dict[str, str], cwd: Path | None = None, *, process: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    return run_thankly(*args, env=env, cwd=cwd)
+    """In this process unless `process`: each family keeps one test that starts `thankly`
+    as a user does, which proves the entry point, the exit status and that nothing else
+    reaches a real process's stderr (here: `run` on a bad setting, `db upgrade` outside
+    the project, a misspelt variable and a short secret)."""
+    if process:
+        return run_thankly(*args, env=env, cwd=cwd)
+    return thankly_in_process(*args, env=env, cwd=cwd)
 
 
 def _one_line_exit_2(result: subprocess.CompletedProcess[str], starts: str) -> None:
@@ -150,11 +156,15 @@ def test_each_configuration_mistake_is_one_line_and_exit_2(
 @pytest.mark.parametrize("command", [["run"], ["api"], ["worker"], ["scheduler"], ["stats"]])
 def test_every_process_stops_on_a_bad_setting(tmp_path: Path, command: list[str]) -> None:
     env = {"THANKLY_VAR_DIR": str(tmp_path), "THANKLY_LOG_LEVEL": "loud"}
-    _one_line_exit_2(_run(command, env), "THANKLY_LOG_LEVEL:")
+    _one_line_exit_2(_run(command, env, process=command == ["run"]), "THANKLY_LOG_LEVEL:")
 
 
 def test_a_short_secret_says_how_to_make_one(tmp_path: Path) -> None:
-    result = _run(["db", "upgrade"], {"THANKLY_VAR_DIR": str(tmp_path), "THANKLY_SECRET_KEY": "x"})
+    result = _run(
+        ["db", "upgrade"],
+        {"THANKLY_VAR_DIR": str(tmp_path), "THANKLY_SECRET_KEY": "x"},
+        process=True,
+    )
     command = re.search(r"make one with (.+)$", result.stderr.strip())
     assert command is not None
     made = subprocess.run(command.group(1), shell=True, capture_output=True, text=True, check=True)
@@ -173,7 +183,7 @@ def test_a_misspelt_variable_is_a_warning_naming_the_closest(tmp_path: Path) -> 
         "THANKLY_SMTP_UR": "smtp://mail:25",
         "THANKLY_TEST_ANYTHING": "1",  # the suite's own variables are left alone
     }
-    result = _run(["db", "upgrade"], env)
+    result = _run(["db", "upgrade"], env, process=True)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip().splitlines() == [
         "warning: THANKLY_SMTP_UR is not a Thankly setting; did you mean THANKLY_SMTP_URL?"
@@ -198,7 +208,7 @@ def test_valid_names_follow_the_settings_fields() -> None:
 def test_outside_the_project_it_says_where_it_looked_and_writes_nothing(
     tmp_path: Path, command: list[str]
 ) -> None:
-    result = _run(command, {}, cwd=tmp_path)
+    result = _run(command, {}, cwd=tmp_path, process=command == ["db", "upgrade"])
     _one_line_exit_2(result, "no Thankly project here: looked for config/rules.yaml and")
     assert str(tmp_path) in result.stderr
     assert list(tmp_path.iterdir()) == []
@@ -227,7 +237,7 @@ def test_event_send_needs_no_project_only_a_secret(tmp_path: Path) -> None:
 
 
 def test_a_mistyped_worker_pool_lists_the_valid_ones(tmp_path: Path) -> None:
-    result = run_thankly("worker", "--pool", "gevnt", env={"THANKLY_VAR_DIR": str(tmp_path)})
+    result = _run(["worker", "--pool", "gevnt"], {"THANKLY_VAR_DIR": str(tmp_path)})
     _one_line_exit_2(result, "--pool 'gevnt' is not one of: prefork, threads, solo")
 
 
