@@ -17,6 +17,7 @@ from worker.settings import Settings, decode_webhook_secret
 # File names under THANKLY_VAR_DIR, not secrets.
 WEBHOOK_SECRET_FILE = "webhook_secret"  # noqa: S105
 SECRET_KEY_FILE = "secret_key"  # noqa: S105
+ADMIN_TOKEN_FILE = "admin_token"  # noqa: S105
 
 
 class MissingSecretError(Exception):
@@ -105,3 +106,17 @@ def secret_key(settings: Settings, *, create: bool = False) -> str:
             f"THANKLY_SECRET_KEY is not set and no generated key exists in {path}"
         )
     return value
+
+
+def embedded_admin_token(settings: Settings) -> tuple[str, bool]:
+    """THANKLY_ADMIN_TOKEN, else one `thankly run` generates and keeps under
+    THANKLY_VAR_DIR, so that the dashboard of a try-out works with no configuration (the
+    production processes never generate one: without the variable, /admin and /ui stay
+    off). Returns the token and whether this call generated it."""
+    if settings.admin_token is not None:
+        return settings.admin_token.get_secret_value(), False
+    value, generated = _read_or_create(
+        settings.var_dir / ADMIN_TOKEN_FILE, lambda: secrets.token_urlsafe(32), True
+    )
+    assert value is not None  # created when missing
+    return value, generated

@@ -57,3 +57,9 @@ def test_configured_text_is_escaped(home: Callable[..., str]) -> None:
     )
     assert "<script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;/webhooks/generic" in page
+
+
+def test_the_page_links_to_the_dashboard_when_it_is_on(home: Callable[..., str]) -> None:
+    assert 'href="/ui/"' not in home()
+    on = home(admin_token=SecretStr("a-long-enough-admin-token-0123"))
+    assert '<a href="/ui/">Open the dashboard</a>' in on

@@ -174,10 +174,17 @@ def _require_broker(settings: Settings, what: str) -> None:
 
 def run(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     """API + worker + scheduler in one process, on embedded defaults (try-out mode)."""
+    from pydantic import SecretStr
+
     from worker.migrate import upgrade
     from worker.runtime import set_runtime
     from worker.scheduling.embedded import celery_worker_thread, scheduler_thread
-    from worker.secrets_store import secret_key, webhook_secrets_generated
+    from worker.secrets_store import (
+        ADMIN_TOKEN_FILE,
+        embedded_admin_token,
+        secret_key,
+        webhook_secrets_generated,
+    )
 
     settings = _settings()
     _setup_logging(settings)
@@ -189,6 +196,9 @@ def run(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
         settings = settings.model_copy(update={"public_url": url})
     secrets, generated = webhook_secrets_generated(settings, create=True)
     secret_key(settings, create=True)
+    admin_token, token_generated = embedded_admin_token(settings)
+    if settings.admin_token is None:
+        settings = settings.model_copy(update={"admin_token": SecretStr(admin_token)})
     database = redact_url(settings.effective_database_url)
     log.info("%s", upgrade(settings.effective_database_url).describe(database))
     runtime = _runtime(settings)
@@ -211,6 +221,14 @@ def run(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
         if settings.webhook_secrets
         else f"kept in {settings.var_dir / 'webhook_secret'}"
     )
+    # The same rule for the dashboard's token: shown once, when generated.
+    token_line = (
+        f"sign in with {admin_token}  (generated, kept in {settings.var_dir / ADMIN_TOKEN_FILE})"
+        if token_generated
+        else "sign in with THANKLY_ADMIN_TOKEN"
+        if os.environ.get("THANKLY_ADMIN_TOKEN")
+        else f"sign in with the token in {settings.var_dir / ADMIN_TOKEN_FILE}"
+    )
     broker = redact_url(settings.broker_url) if settings.broker_url else "in-process"
     letters = (
         redact_url(settings.smtp_url) if settings.smtp_url else f"{settings.outbox_dir}/ (.eml)"
@@ -223,7 +241,8 @@ def run(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
             f"  broker          {broker}\n"
             f"  letters         {letters}\n"
             f"  links           {settings.public_url}\n"
-            f"  webhook secret  {secret_line}\n\n"
+            f"  webhook secret  {secret_line}\n"
+            f"  dashboard       {url}/ui/  ({token_line})\n\n"
             f"Post a sample event from another terminal, in this folder:\n  {send_hint}\n",
             highlight=False,
             soft_wrap=True,

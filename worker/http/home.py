@@ -28,6 +28,8 @@ code{{background:#f3f3f3;padding:0 .2em}}</style></head>
 <li><a href="/docs">/docs</a>: the HTTP API, including the admin API</li>
 </ul>
 <p>CRMs post signed events to <code>{webhook}</code>.</p>
+<h2>Dashboard</h2>
+{dashboard}
 <h2>Admin API</h2>
 {admin}
 </body></html>
@@ -44,6 +46,14 @@ ADMIN_OFF = (
 )
 
 
+DASHBOARD_ON = (
+    '<p><a href="/ui/">Open the dashboard</a>: sign in with the admin token '
+    "(<code>THANKLY_ADMIN_TOKEN</code>; <code>thankly run</code> prints where it keeps its "
+    "own) or a read-only token (<code>THANKLY_READONLY_TOKEN</code>).</p>"
+)
+DASHBOARD_OFF = "<p>Off, like the admin API: it needs <code>THANKLY_ADMIN_TOKEN</code>.</p>"
+
+
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def home(request: Request) -> HTMLResponse:
     runtime: Runtime = request.app.state.runtime
@@ -53,4 +63,11 @@ def home(request: Request) -> HTMLResponse:
         if runtime.settings.admin_token is not None
         else ADMIN_OFF
     )
-    return HTMLResponse(PAGE.format(webhook=escape(f"{base}/webhooks/generic"), admin=admin))
+    on = runtime.settings.admin_token is not None
+    return HTMLResponse(
+        PAGE.format(
+            webhook=escape(f"{base}/webhooks/generic"),
+            admin=admin,
+            dashboard=DASHBOARD_ON if on else DASHBOARD_OFF,
+        )
+    )
