@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import RULES_FILE, SAMPLES, TEMPLATES, free_port
-from tests.helpers import event_doc, ingest_doc, run_thankly, run_worker
+from tests.helpers import event_doc, ingest_doc, run_worker, thankly_in_process
 from worker.clock import FixedClock
 from worker.logs import setup_logging
 from worker.runtime import Runtime
@@ -193,7 +193,7 @@ def _answers(url: str) -> bool:
 
 def test_an_unknown_log_format_is_one_line_and_exit_2(tmp_path: Path) -> None:
     env = {"THANKLY_LOG_FORMAT": "xml", "THANKLY_VAR_DIR": str(tmp_path / "var")}
-    result = run_thankly("db", "upgrade", env=env, cwd=tmp_path)
+    result = thankly_in_process("db", "upgrade", env=env, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "error: THANKLY_LOG_FORMAT: Input should be 'text' or 'json'"

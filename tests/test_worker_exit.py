@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from tests.conftest import RULES_FILE, TEMPLATES
-from tests.helpers import THANKLY, run_thankly
+from tests.helpers import THANKLY, thankly_in_process
 
 READY = "ready."
 
@@ -56,7 +56,7 @@ def start_worker(tmp_path: Path, broker_url: str) -> tuple[subprocess.Popen[str]
         "THANKLY_RULES_FILE": str(RULES_FILE),
         "THANKLY_TEMPLATES_DIR": str(TEMPLATES),
     }
-    assert run_thankly("db", "upgrade", env=env).returncode == 0
+    assert thankly_in_process("db", "upgrade", env=env).returncode == 0  # set-up only
     log = tmp_path / "worker.log"
     base = {k: v for k, v in os.environ.items() if not k.startswith("THANKLY_")}
     process = subprocess.Popen(

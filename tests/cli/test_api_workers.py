@@ -16,7 +16,7 @@ import pytest
 
 from tests.cli.test_cli_run import thankly_env
 from tests.conftest import SECRET, free_port
-from tests.helpers import THANKLY, event_doc, run_thankly, signed
+from tests.helpers import THANKLY, event_doc, signed, thankly_in_process
 from worker.clock import SystemClock
 
 
@@ -98,7 +98,7 @@ def api_env(tmp_path: Path, redis_url: str) -> dict[str, str]:
         "THANKLY_MAIL_FROM": "Shop <thanks@shop.example>",
         "THANKLY_WEBHOOK_SECRETS": SECRET,
     }
-    assert run_thankly("db", "upgrade", env=env, timeout=60).returncode == 0
+    assert thankly_in_process("db", "upgrade", env=env).returncode == 0  # set-up only
     return env
 
 

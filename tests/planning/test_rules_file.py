@@ -10,6 +10,7 @@ from textwrap import dedent
 import pytest
 
 from tests.conftest import RULES_FILE, TEMPLATES
+from tests.helpers import thankly_in_process
 from worker.letters.catalogue import Catalogue
 from worker.planning.rules import RulesError, load_rules, parse_rules
 
@@ -178,7 +179,9 @@ def thankly(
 
 
 def test_rules_check_cli_valid_file_prints_a_line_per_rule() -> None:
-    result = thankly("rules", "check")
+    # In this process: the command's output is the point; the test below starts a real one.
+    env = {"THANKLY_TEMPLATES_DIR": str(TEMPLATES), "THANKLY_RULES_FILE": str(RULES_FILE)}
+    result = thankly_in_process("rules", "check", env=env)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0].endswith("4 rule(s), valid")
