@@ -116,3 +116,17 @@ def test_bad_input_is_refused() -> None:
 )
 def test_the_axis_tops_out_at_a_round_number(value: float, top: float) -> None:
     assert nice_ceiling(value) == pytest.approx(top)
+
+
+def test_counts_get_no_half_way_line_that_is_not_a_whole_number() -> None:
+    def axis(values: list[float]) -> list[str | None]:
+        root = parse(bar_chart("x", ["a"] * len(values), [Series("n", values, "red")]))
+        return [
+            t.text
+            for t in root.iter("{http://www.w3.org/2000/svg}text")
+            if t.get("text-anchor") == "end"
+        ]
+
+    assert axis([3]) == ["0", "5"]  # not 2.5
+    assert axis([7]) == ["0", "5", "10"]
+    assert axis([0.3]) == ["0", "0.25", "0.5"]  # not counts: the middle is shown

@@ -95,7 +95,10 @@ def bar_chart(
         body = _EMPTY.format(x=WIDTH // 2, y=HEIGHT // 2)
     else:
         top = nice_ceiling(max(v for s in series for v in s.values))
-        body = _axis(top, number) + _bars(labels, series, top, number) + _legend(series)
+        # Counts get no half-way line at 2.5: the middle is marked only when it is whole.
+        whole = all(float(v).is_integer() for s in series for v in s.values)
+        shares = (0.0, 0.5, 1.0) if not whole or (top / 2).is_integer() else (0.0, 1.0)
+        body = _axis(top, shares, number) + _bars(labels, series, top, number) + _legend(series)
     summary = _summary(title, labels, series, number)
     return _SVG.format(w=WIDTH, h=HEIGHT, summary=summary, body=body)
 
@@ -118,10 +121,10 @@ def _summary(
     return f"{title}, {span}: " + "; ".join(parts)
 
 
-def _axis(top: float, number: Callable[[float], str]) -> Markup:
+def _axis(top: float, shares: Sequence[float], number: Callable[[float], str]) -> Markup:
     plot_h = HEIGHT - TOP - BOTTOM
     lines = []
-    for share in (0.0, 0.5, 1.0):
+    for share in shares:
         y = TOP + plot_h * (1 - share)
         lines.append(
             _GRID.format(
