@@ -108,6 +108,9 @@ def test_admin_lifts_an_address_audited(ui_runtime: Runtime, admin: TestClient) 
     assert entry.reason == "ok"
     html = admin.get(response.headers["location"]).text
     assert "anna@example.org is off the list" in html
+    # A crafted link cannot claim what the list does not show.
+    forged = admin.get(PAGE, params={"done": "added", "email": "anna@example.org"}).text
+    assert "anna@example.org gets no more letters" not in forged
 
 
 def test_refusals_are_shown_on_the_page(ui_runtime: Runtime, admin: TestClient) -> None:

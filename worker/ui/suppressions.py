@@ -69,7 +69,14 @@ def list_page(
     n: int = 0,
 ) -> Response:
     who = viewer(request)
-    return _list(request, who, contact.strip()[:320], notice=_notice(done, email[:320], n))
+    notice = _notice(done, email[:320], n)
+    if notice and (email in _listed(request)) != (done in ("added", "already")):
+        notice = ""  # a link that claims what the list does not show says nothing
+    return _list(request, who, contact.strip()[:320], notice=notice)
+
+
+def _listed(request: Request) -> set[str]:
+    return {r["email"] for r in suppressions.list_suppressions(_runtime(request).session_factory)}
 
 
 def _notice(done: str, email: str, n: int) -> str:
