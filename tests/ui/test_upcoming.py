@@ -89,6 +89,13 @@ def test_per_day_of_the_viewers_zone(ui_runtime: Runtime, admin: TestClient) -> 
         "2026-11-22": {("deal_closed", "en"): 2},
     }
     assert total(html) == 6
+    by_letter = html.split('<table id="by-letter">', 1)[1].split("</table>", 1)[0]
+    assert re.findall(
+        r">(\w+)</a></td><td class=\"wrap\">(\w+)</td><td class=\"num\">(\d+)<", by_letter
+    ) == [
+        ("deal_closed", "en", "3"),
+        ("feedback_logged", "de", "3"),
+    ]
     # In UTC the letter at 23:05 UTC is still on the 20th, and the 21st has none.
     admin.cookies.set(TZ_COOKIE, "UTC")
     html = admin.get("/ui/upcoming?hours=48").text
