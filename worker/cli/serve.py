@@ -223,7 +223,7 @@ def run(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     )
     # The same rule for the dashboard's token: shown once, when generated.
     token_line = (
-        f"sign in with {admin_token}  (generated, kept in {settings.var_dir / ADMIN_TOKEN_FILE})"
+        f"sign in with {admin_token} (generated, kept in {settings.var_dir / ADMIN_TOKEN_FILE})"
         if token_generated
         else "sign in with THANKLY_ADMIN_TOKEN"
         if os.environ.get("THANKLY_ADMIN_TOKEN")
@@ -242,7 +242,7 @@ def run(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
             f"  letters         {letters}\n"
             f"  links           {settings.public_url}\n"
             f"  webhook secret  {secret_line}\n"
-            f"  dashboard       {url}/ui/  ({token_line})\n\n"
+            f"  dashboard       {url}/ui/  {token_line}\n\n"
             f"Post a sample event from another terminal, in this folder:\n  {send_hint}\n",
             highlight=False,
             soft_wrap=True,
