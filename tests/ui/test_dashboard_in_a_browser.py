@@ -214,3 +214,28 @@ def test_every_page_fits_a_phone_and_a_laptop(
             browser.save_screenshot(str(shot))
             assert content <= viewport, f"{path} scrolls sideways at {width[0]} px ({content})"
             assert shot.stat().st_size > 1000
+
+
+def test_the_keyboard_reaches_everything_in_order(
+    stack: Stack, failed_letter: str, browser: WebDriver
+) -> None:
+    sign_in(browser, stack)
+    set_width(browser, LAPTOP)
+    browser.get(stack.url + "/ui/letters")
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.TAB)
+    first = browser.switch_to.active_element
+    assert first.text == "Skip to content"  # the first stop skips the navigation
+    first.send_keys(Keys.ENTER)
+    seen = []
+    for _ in range(40):
+        browser.switch_to.active_element.send_keys(Keys.TAB)
+        focused = browser.switch_to.active_element
+        seen.append((focused.tag_name, focused.get_attribute("name") or focused.text))
+        if focused.get_attribute("href") and "/ui/letters/" in str(focused.get_attribute("href")):
+            break
+    # A date field is three stops (day, month, year) in Chromium: one name each here.
+    names = [name for i, (_, name) in enumerate(seen) if i == 0 or seen[i - 1][1] != name]
+    # From the content: every filter, the Filter button, then the first letter.
+    assert names[:7] == ["status", "letter", "locale", "contact", "since", "until", "Filter"]
+    assert seen[-1][0] == "a"

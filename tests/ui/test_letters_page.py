@@ -241,3 +241,30 @@ def test_bulk_replay_counts_first_then_paces_and_audits_each(
     due = sorted(letters[i].due_at for i in failed)
     assert [b - a for a, b in pairwise(due)] == [timedelta(seconds=0.5)] * 3
     assert [(e.action, e.reason) for e in audit(ui_runtime)] == [("replay", "outage over")] * 4
+
+
+def test_bulk_replay_of_unknown_letters_needs_the_explicit_checkbox(
+    admin: TestClient, ui_runtime: Runtime
+) -> None:
+    unknown = [letter_to(ui_runtime, n, "unknown") for n in range(2)]
+    plain = admin.get("/ui/bulk/replay", params={"status": "unknown"}).text
+    assert "Replay: 0 letters" in plain and "2: outcome unknown" in plain
+    assert 'name="force" value="true" required' in plain  # the way to include them
+    forced = admin.get("/ui/bulk/replay", params={"status": "unknown", "force": "true"}).text
+    assert "Replay: 2 letters" in forced
+    assert 'name="forced" value="true" required' in forced  # ticked once more to run
+    done = admin.post(
+        "/ui/bulk/replay",
+        data={
+            "csrf": csrf_of(forced),
+            "reason": "relay lost them",
+            "expected": "2",
+            "status": "unknown",
+            "force": "true",
+        },
+        headers={"origin": ORIGIN},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert [statuses(ui_runtime)[i] for i in unknown] == ["scheduled"] * 2
+    assert all(e.details["force"] is True for e in audit(ui_runtime))

@@ -318,6 +318,9 @@ def confirm_bulk(request: Request, action: str, force: bool = False) -> Response
         outcome=outcome,
         filters=params,
         force=force,
+        unknown_refused=any(
+            why == operations.REFUSAL[LetterStatus.UNKNOWN] for why in outcome.refused.values()
+        ),
         back=f"/ui/letters?{urlencode({k: v for k, v in params.items() if v})}",
     )
 
