@@ -23,9 +23,9 @@ from worker.cli.common import settings_or_exit as _settings
 from worker.cli.preview import templates_report
 from worker.experiments.assignment import StoredArm
 from worker.letters.catalogue import Catalogue
-from worker.planning.durations import format_duration
+from worker.planning.describe import cap_text, describe, send_window_text
 from worker.planning.rules import RulesError, load_rules
-from worker.planning.rules_model import Rule, RuleSet
+from worker.planning.rules_model import RuleSet
 from worker.settings import Settings
 
 rules_app = typer.Typer(help="Check, explain and apply the delay rules.", no_args_is_help=True)
@@ -41,31 +41,6 @@ def _rules(settings: Settings, file: Path | None = None) -> RuleSet:
         _fail(f"{len(exc.problems)} problem(s) in {exc.path}; nothing was changed")
 
 
-def _bound(value: object) -> str:
-    """`100`, or per currency `EUR 100 / PLN 400`."""
-    if isinstance(value, dict):
-        return " / ".join(f"{code} {amount}" for code, amount in value.items())
-    return str(value)
-
-
-def describe(rule: Rule) -> str:
-    parts = [f"{rule.name}: {rule.on} → {rule.letter}", f"after {rule.delay}"]
-    for path, condition in rule.when.items():
-        ops = condition.model_dump(by_alias=True, exclude_unset=True)
-        parts.append(
-            "when " + ", ".join(f"{path} {op} {_bound(value)}" for op, value in ops.items())
-        )
-    if rule.cancel_on:
-        parts.append(f"cancelled by {', '.join(rule.cancel_on)}")
-    if rule.cap_exempt:
-        parts.append("exempt from the frequency cap")
-    if rule.follow_up is not None:
-        parts.append(f"follow-up within {format_duration(rule.follow_up)}")
-    if rule.next_step is not None:
-        parts.append(f"next step {rule.next_step.pick('en')[0]}")
-    return "; ".join(parts)
-
-
 @rules_app.command("check")
 def check(
     file: Annotated[
@@ -79,16 +54,7 @@ def check(
     settings = _settings()
     rules = _rules(settings, file)
     d = rules.defaults
-    window = (
-        f"{','.join(d.send_window.days)} {d.send_window.start:%H:%M}-{d.send_window.end:%H:%M}"
-        if d.send_window
-        else "any time"
-    )
-    cap = (
-        f"{d.frequency_cap.max} per {format_duration(d.frequency_cap.per)}"
-        if d.frequency_cap
-        else "none"
-    )
+    window, cap = send_window_text(d.send_window), cap_text(d.frequency_cap)
     out.print(f"{rules.source}: {len(rules.rules)} rule(s), valid")
     out.print(f"defaults: timezone {d.timezone}; locale {d.locale}; send {window}; cap {cap}")
     for rule in rules.rules:

@@ -317,30 +317,31 @@ HOLDOUT = "holdout"  # the arm that gets no letter
 ArmName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
 
 
-def _percent(value: object) -> float:
-    """`10%` → 0.1. A bare number is refused: 0.1 and 10 would each look right to someone."""
+def _as_share(value: object) -> float | None:
+    """`10%` → 0.1; None for anything not written as a percentage. A bare number is not
+    one: 0.1 and 10 would each look right to someone."""
     text = str(value).strip()
-    if isinstance(value, str) and text.endswith("%"):
-        try:
-            share = float(text[:-1]) / 100
-        except ValueError:
-            share = -1.0
-        if 0 <= share < 1:
-            return share
-    raise ValueError(f"{value!r}: write a share as a percentage below 100%, e.g. 10%")
+    if not isinstance(value, str) or not text.endswith("%"):
+        return None
+    try:
+        return float(text[:-1]) / 100
+    except ValueError:
+        return None
+
+
+def _percent(value: object) -> float:
+    share = _as_share(value)
+    if share is None or not 0 <= share < 1:
+        raise ValueError(f"{value!r}: write a share as a percentage below 100%, e.g. 10%")
+    return share
 
 
 def _lift(value: object) -> float:
-    """`20%` → 0.2: a relative lift, which may be 100% (a doubling) or more."""
-    text = str(value).strip()
-    if isinstance(value, str) and text.endswith("%"):
-        try:
-            lift = float(text[:-1]) / 100
-        except ValueError:
-            lift = 0.0
-        if 0 < lift <= 100:
-            return lift
-    raise ValueError(f"{value!r}: write the lift as a percentage above 0%, e.g. 20%")
+    """A relative lift, which may be 100% (a doubling) or more."""
+    lift = _as_share(value)
+    if lift is None or not 0 < lift <= 100:
+        raise ValueError(f"{value!r}: write the lift as a percentage above 0%, e.g. 20%")
+    return lift
 
 
 Percent = Annotated[float, BeforeValidator(_percent)]

@@ -17,9 +17,8 @@ from worker.admin.event_log import EventFilter, event_story, list_events
 from worker.events import EventType
 from worker.intake import sources
 from worker.models import Event
-from worker.runtime import Runtime
 from worker.ui.access import viewer
-from worker.ui.pages import page
+from worker.ui.pages import page, runtime_of
 
 router = APIRouter()
 PAGE_SIZE = 50
@@ -37,11 +36,6 @@ class SourceFilter(EventFilter):
     def apply(self, query: Select[Any]) -> Select[Any]:
         query = super().apply(query)
         return query.where(Event.source == self.source) if self.source else query
-
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
 
 
 def _filters(request: Request) -> dict[str, str]:
@@ -62,7 +56,7 @@ def events_list(
         contact=params["contact"] or None,
         source=params["source"] or None,
     )
-    found = list_events(_runtime(request).session_factory, flt, PAGE_SIZE, page_number)
+    found = list_events(runtime_of(request).session_factory, flt, PAGE_SIZE, page_number)
     chosen = {k: v for k, v in params.items() if v}
     known = sources.registered()
     return page(
@@ -84,7 +78,7 @@ EventId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
 @router.get("/events/{event_id}", response_class=HTMLResponse)
 def show_event(request: Request, event_id: EventId) -> Response:
     who = viewer(request)
-    story = event_story(_runtime(request).session_factory, str(event_id))
+    story = event_story(runtime_of(request).session_factory, str(event_id))
     # event_story also finds a webhook-id; a number in this path is only ever Thankly's.
     if story is None or story["id"] != event_id:
         raise HTTPException(404, f"no event #{event_id}")

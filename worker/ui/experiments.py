@@ -17,33 +17,19 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 
 from worker.experiments.report import UnknownExperiment, list_experiments, report
-from worker.planning.rules import RulesError
-from worker.planning.rules_model import HOLDOUT, RuleSet
-from worker.runtime import Runtime
+from worker.planning.rules_model import HOLDOUT
 from worker.ui.access import viewer
-from worker.ui.pages import Formats, format_locale, page, viewer_zone
+from worker.ui.pages import Formats, format_locale, page, rules_in_force, runtime_of, viewer_zone
 
 router = APIRouter()
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,127}")
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-def _rules(runtime: Runtime) -> RuleSet:
-    try:
-        return runtime.rules.get()
-    except RulesError as exc:
-        raise HTTPException(503, f"the rules file is not valid: {exc}") from None
-
-
 @router.get("/experiments", response_class=HTMLResponse)
 def experiments_list(request: Request) -> Response:
     who = viewer(request)
-    runtime = _runtime(request)
-    rows = list_experiments(runtime.session_factory, _rules(runtime))
+    runtime = runtime_of(request)
+    rows = list_experiments(runtime.session_factory, rules_in_force(runtime))
     return page(request, "experiments.html", who, rows=rows)
 
 
@@ -71,10 +57,12 @@ def experiment_page(request: Request, name: str, since: str = "") -> Response:
     who = viewer(request)
     if not NAME.fullmatch(name):
         raise HTTPException(404, f"no experiment {name!r}")
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     start = _since(since, request)
     try:
-        result = report(runtime.session_factory, _rules(runtime), name, runtime.clock.now(), start)
+        result = report(
+            runtime.session_factory, rules_in_force(runtime), name, runtime.clock.now(), start
+        )
     except UnknownExperiment:
         raise HTTPException(
             404, f"no experiment {name!r}: not in the rules and no letter names it"

@@ -20,10 +20,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from worker.admin import find, operations
 from worker.admin.timeline import letter_timeline
 from worker.models import Letter, LetterStatus
-from worker.planning.rules import RulesError
 from worker.runtime import Runtime
 from worker.ui.access import Viewer, check_form, viewer
-from worker.ui.pages import page, viewer_zone
+from worker.ui.pages import page, rules_in_force, runtime_of, viewer_zone
 
 router = APIRouter()
 PAGE_SIZE = 50
@@ -36,11 +35,6 @@ PAST = {
 }
 Reason = Annotated[str, Form(min_length=1, max_length=2000)]
 Csrf = Annotated[str, Form(max_length=512)]
-
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
 
 
 def _day(value: str | None, request: Request, end: bool = False) -> datetime | None:
@@ -89,7 +83,7 @@ def list_letters(
     flt = letter_filter(
         request, params, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE, newest_first=True
     )
-    factory = _runtime(request).session_factory
+    factory = runtime_of(request).session_factory
     rows = find.find_letters(factory, flt)
     total = find.count_letters(factory, flt)
     pages = max(1, -(-total // PAGE_SIZE))
@@ -130,7 +124,7 @@ LetterId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
 @router.get("/letters/{letter_id}", response_class=HTMLResponse)
 def show_letter(request: Request, letter_id: LetterId, done: str = "", n: int = 0) -> Response:
     who = viewer(request)
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     story = letter_timeline(runtime.session_factory, letter_id)
     if story is None:
         raise HTTPException(404, f"no letter #{letter_id}")
@@ -156,7 +150,7 @@ def rendered_letter(request: Request, letter_id: LetterId) -> Response:
     from worker.letters.preview import stored_letter
     from worker.letters.render import RenderError
 
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     with runtime.session_factory() as session:
         letter = session.get(Letter, letter_id)
         stored = (letter.rendered or {}).get("html") if letter else None
@@ -226,10 +220,7 @@ def _run(
         return _would(factory, action, ids)
     if action == "cancel":
         return operations.cancel(factory, ids, now, actor=actor, reason=reason)
-    try:
-        defaults = runtime.rules.get().defaults
-    except RulesError as exc:
-        raise HTTPException(503, f"the rules file is not valid: {exc}") from None
+    defaults = rules_in_force(runtime).defaults
     return operations.send_now(
         factory,
         ids,
@@ -271,7 +262,7 @@ def act_on_letter(
 ) -> Response:
     who = _acting(request, action, csrf)
     outcome = _run(
-        _runtime(request),
+        runtime_of(request),
         action,
         find.LetterFilter(ids=[letter_id]),
         reason.strip(),
@@ -302,7 +293,7 @@ def confirm_bulk(request: Request, action: str, force: bool = False) -> Response
         raise HTTPException(404, f"no action {action!r}")
     params = _filters(request)
     outcome = _run(
-        _runtime(request),
+        runtime_of(request),
         action,
         letter_filter(request, params),
         None,
@@ -349,7 +340,7 @@ def run_bulk(
         "since": since,
         "until": until,
     }
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     flt = letter_filter(request, params)
     counted = _run(runtime, action, flt, None, force=force, dry_run=True, actor=who.actor)
     if len(counted.done) != expected:

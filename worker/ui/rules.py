@@ -20,16 +20,15 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from worker.cli.rules import describe
 from worker.events import InvalidEvent, validate_event
 from worker.experiments.assignment import stored_arm
+from worker.planning.describe import cap_text, describe, send_window_text
 from worker.planning.durations import format_duration
 from worker.planning.explain import explain
-from worker.planning.rules import RulesError
 from worker.planning.rules_model import RuleSet
 from worker.runtime import Runtime
 from worker.ui.access import Viewer, check_form, viewer
-from worker.ui.pages import Formats, format_locale, page, viewer_zone
+from worker.ui.pages import Formats, format_locale, page, rules_in_force, runtime_of, viewer_zone
 
 router = APIRouter()
 MAX_EVENT = 64 * 1024  # characters of pasted JSON; a CRM event is a few hundred
@@ -46,31 +45,12 @@ class Problem(Exception):
         self.message, self.details = message, details or []
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-def _rules(runtime: Runtime) -> RuleSet:
-    try:
-        return runtime.rules.get()
-    except RulesError as exc:
-        raise HTTPException(503, f"the rules file is not valid: {exc}") from None
-
-
 def _defaults(rules: RuleSet) -> list[tuple[str, str]]:
     d = rules.defaults
-    window = (
-        f"{', '.join(d.send_window.days)} {d.send_window.start:%H:%M} to {d.send_window.end:%H:%M}"
-        + (f", spread over {format_duration(d.send_window.spread)}" if d.send_window.spread else "")
-        if d.send_window
-        else "any time"
-    )
-    cap = (
-        f"{d.frequency_cap.max} per {format_duration(d.frequency_cap.per)}"
-        if d.frequency_cap
-        else "none"
-    )
+    window = send_window_text(d.send_window, " to ", ", ")
+    if d.send_window and d.send_window.spread:
+        window += f", spread over {format_duration(d.send_window.spread)}"
+    cap = cap_text(d.frequency_cap)
     scale = d.feedback_scale
     return [
         ("Time zone", f"{d.timezone} (when the contact has none)"),
@@ -83,8 +63,8 @@ def _defaults(rules: RuleSet) -> list[tuple[str, str]]:
 
 
 def _rules_page(request: Request, who: Viewer, *, status: int = 200, **explained: Any) -> Response:
-    runtime = _runtime(request)
-    rules = _rules(runtime)
+    runtime = runtime_of(request)
+    rules = rules_in_force(runtime)
     refused = runtime.rules.last_error
     context: dict[str, Any] = {
         "event_text": "",
@@ -148,7 +128,7 @@ async def explain_page(request: Request) -> Response:
 def _explained(request: Request, who: Viewer, text: str, at_text: str) -> Response:
     shown: dict[str, Any] = {"event_text": text[:MAX_EVENT], "at_text": at_text}
     try:
-        result = _explain(_runtime(request), text, _moment(at_text, request))
+        result = _explain(runtime_of(request), text, _moment(at_text, request))
     except Problem as exc:
         return _rules_page(request, who, status=422, problem=exc, **shown)
     due_contact = ""
@@ -194,7 +174,7 @@ def _explain(runtime: Runtime, text: str, at: datetime | None) -> dict[str, Any]
         event = event.model_copy(update={"timestamp": at})
     # As ingest would judge it arriving now, or (with a time) happening and arriving then.
     now = at if at is not None else runtime.clock.now()
-    rules = _rules(runtime)
+    rules = rules_in_force(runtime)
     with runtime.session_factory() as session:
         # A contact keeps the arm it was first given: look it up, as `rules explain` does.
         stored = stored_arm(session) if rules.experiments else None

@@ -15,9 +15,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from worker import suppressions
-from worker.runtime import Runtime
 from worker.ui.access import Viewer, check_form, viewer
-from worker.ui.pages import page
+from worker.ui.pages import page, runtime_of
 
 router = APIRouter()
 # Missing fields are refused by the code below (403 for the CSRF token, a message for the
@@ -25,11 +24,6 @@ router = APIRouter()
 Csrf = Annotated[str, Form(max_length=512)]
 Email = Annotated[str, Form(max_length=320)]
 Reason = Annotated[str, Form(max_length=2000)]
-
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
 
 
 def _list(
@@ -44,7 +38,7 @@ def _list(
 ) -> Response:
     rows: list[dict[str, Any]] = []
     try:
-        rows = suppressions.list_suppressions(_runtime(request).session_factory, contact or None)
+        rows = suppressions.list_suppressions(runtime_of(request).session_factory, contact or None)
     except suppressions.SuppressionError as exc:
         error, status = f"Contact: {exc}", 422
     return page(
@@ -76,7 +70,7 @@ def list_page(
 
 
 def _listed(request: Request) -> set[str]:
-    return {r["email"] for r in suppressions.list_suppressions(_runtime(request).session_factory)}
+    return {r["email"] for r in suppressions.list_suppressions(runtime_of(request).session_factory)}
 
 
 def _notice(done: str, email: str, n: int) -> str:
@@ -95,7 +89,7 @@ def _notice(done: str, email: str, n: int) -> str:
 def add(request: Request, csrf: Csrf = "", email: Email = "", reason: Reason = "") -> Response:
     who = viewer(request)
     check_form(request, who, csrf)
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     try:
         done = suppressions.add(
             runtime.session_factory, email, reason, runtime.clock.now(), actor=who.actor
@@ -115,7 +109,7 @@ def add(request: Request, csrf: Csrf = "", email: Email = "", reason: Reason = "
 def lift(request: Request, csrf: Csrf = "", email: Email = "", reason: Reason = "") -> Response:
     who = viewer(request)
     check_form(request, who, csrf)
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     try:
         done = suppressions.remove(
             runtime.session_factory, email, reason, runtime.clock.now(), actor=who.actor
