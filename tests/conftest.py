@@ -117,17 +117,29 @@ def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+PG_TABLES = (
+    "audit_log", "crm_activities", "opens", "clicks", "suppressions", "attempts", "letters",
+    "events", "inbox", "crm_sync",
+)  # fmt: skip
+# A table the previous test left rows in, or whose ids it drew (a rolled-back insert too).
+_PG_DIRTY = " UNION ALL ".join(
+    f"SELECT '{table}' WHERE EXISTS (SELECT FROM {table}) OR (SELECT last_value "
+    "FROM pg_sequences WHERE format('%I.%I', schemaname, sequencename) = "
+    f"pg_get_serial_sequence('{table}', 'id')) IS NOT NULL"
+    for table in PG_TABLES
+)
+
+
 @pytest.fixture
 def pg_clean_url(pg_url: str) -> str:
-    """The session's PostgreSQL database, emptied for this test."""
+    """The session's PostgreSQL database, emptied for this test: as `TRUNCATE PG_TABLES
+    RESTART IDENTITY CASCADE`, but only the tables that need it (TRUNCATE makes new files
+    for each table and index: ~80 ms a test on a busy machine, most tests touch a few)."""
     engine = create_engine(pg_url)
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "TRUNCATE audit_log, crm_activities, opens, clicks, suppressions, attempts, "
-                "letters, events, inbox, crm_sync RESTART IDENTITY CASCADE"
-            )
-        )
+        dirty = list(conn.scalars(text(_PG_DIRTY)))
+        if dirty:
+            conn.execute(text(f"TRUNCATE {', '.join(dirty)} RESTART IDENTITY CASCADE"))
     engine.dispose()
     return pg_url
 
