@@ -36,11 +36,11 @@ def letter_payload(
     source: str | None = None,
 ) -> dict[str, Any]:
     """The write-back envelope: type, timestamp, data {letter id, letter, subject, Message-ID,
-    contact, deal, details, source, experiment, arm}. `arm` (a variant's name or `holdout`)
-    is on every activity of an experiment's letter, so the CRM's own reports can segment
-    by it. `source` is where the event came from (`hubspot`,
-    `generic`): write-back goes to that CRM when Thankly is connected to it natively. Read
-    from the letter's event unless the caller already has it."""
+    contact, deal, details, source, experiment, arm}. `source` is where the event came from
+    (`hubspot`, `generic`): write-back goes to that CRM when Thankly is connected to it
+    natively; read from the letter's event unless the caller already has it. `arm` (a
+    variant's name or `holdout`) is on every activity of an experiment's letter, so the
+    CRM's own reports can segment by it."""
     if source is None:
         source = session.scalar(select(Event.source).where(Event.id == letter.event_id))
     return {
