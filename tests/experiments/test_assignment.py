@@ -106,3 +106,33 @@ def test_changing_the_weights_moves_no_contact_already_assigned(make_runtime: Ma
     assert all(x.status == "held_out" for x in again if x.arm == HOLDOUT)
     late = Counter(x.arm for x in letters if x.deal_id and x.deal_id.startswith("d3-"))
     assert late["b"] >= 36 and late[HOLDOUT] == 0
+
+
+def test_contacts_of_a_removed_variant_get_a_new_arm_and_keep_it(make_runtime: MakeRuntime) -> None:
+    runtime = make_runtime(
+        "      name: deal-thanks-q1\n"
+        "      variants: {a: deal_closed, b: deal_closed, c: deal_closed}\n"
+    )
+    emails = [f"c{n}@example.org" for n in range(30)]
+    for n, email in enumerate(emails):
+        ingest_doc(runtime, deal(email, f"d-{n}"), f"e-{n}")
+    in_c = [x.contact_email for x in all_letters(runtime) if x.arm == "c"]
+    assert in_c
+    rewrite_rules(
+        runtime, "      name: deal-thanks-q1\n      variants: {a: deal_closed, b: deal_closed}\n"
+    )
+    for n, email in enumerate(in_c):
+        ingest_doc(runtime, deal(email, f"d2-{n}"), f"e2-{n}")
+    # Weighted back to a and b, and that new arm is kept from then on.
+    rewrite_rules(
+        runtime,
+        "      name: deal-thanks-q1\n"
+        "      variants: {a: deal_closed, b: deal_closed}\n"
+        "      weights: {a: 1, b: 99}\n",
+    )
+    for n, email in enumerate(in_c):
+        ingest_doc(runtime, deal(email, f"d3-{n}"), f"e3-{n}")
+    letters = all_letters(runtime)
+    second = {x.contact_email: x.arm for x in letters if x.deal_id and x.deal_id.startswith("d2-")}
+    third = {x.contact_email: x.arm for x in letters if x.deal_id and x.deal_id.startswith("d3-")}
+    assert set(second.values()) <= {"a", "b"} and second == third

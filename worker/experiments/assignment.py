@@ -20,7 +20,7 @@ import hashlib
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from worker.db import insert_or_skip
@@ -79,13 +79,13 @@ def stored_arm(session: Session) -> StoredArm:
     return lookup
 
 
-def remember(session: Session, experiment: str, contact: str, arm: str, now: datetime) -> None:
-    """Store the contact's arm (the first one stays; see the module docstring). A stored
-    arm the experiment no longer has is replaced."""
-    current = stored_arm(session)(experiment, contact)
-    if current == arm:
-        return
-    if current is None:
+def remember(
+    session: Session, experiment: str, contact: str, arm: str, now: datetime, earlier: str | None
+) -> None:
+    """Store the contact's arm: a new row when the contact had none (`earlier` is None;
+    a concurrent first letter's row wins), else the arm given instead of a stored one the
+    experiment no longer has (see the module docstring)."""
+    if earlier is None:
         session.execute(
             insert_or_skip(session, ExperimentAssignment).on_conflict_do_nothing(
                 index_elements=["experiment", "contact_email"]
@@ -93,10 +93,11 @@ def remember(session: Session, experiment: str, contact: str, arm: str, now: dat
             {"experiment": experiment, "contact_email": contact, "arm": arm, "assigned_at": now},
         )
         return
-    row = session.scalars(
-        select(ExperimentAssignment).where(
+    session.execute(
+        update(ExperimentAssignment)
+        .where(
             ExperimentAssignment.experiment == experiment,
             ExperimentAssignment.contact_email == contact,
         )
-    ).one()
-    row.arm, row.assigned_at = arm, now
+        .values(arm=arm, assigned_at=now)
+    )

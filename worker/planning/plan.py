@@ -30,6 +30,9 @@ class PlannedLetter:
     # Under a running experiment: its name and the contact's arm (`letter` is the arm's).
     experiment: str | None = None
     arm: str | None = None
+    # The arm stored for the contact before this letter (None: new to the experiment), so
+    # the planner writes an assignment only when there is something new to keep.
+    earlier_arm: str | None = None
 
     @property
     def matched(self) -> bool:
@@ -90,7 +93,10 @@ def plan_rule(
     why = first_failure(rule.when, event_facts(event, rules.defaults.feedback_scale))
     if why:
         return PlannedLetter(rule.name, rule.letter, reason=f"condition not met: {why}")
-    experiment, arm, letter = arm_and_letter(rule, event.contact_email or "", stored)
+    contact_email = event.contact_email or ""
+    experiment = rule.experiment
+    earlier = stored(experiment.name, contact_email) if stored is not None and experiment else None
+    name, arm, letter = arm_and_letter(rule, contact_email, earlier)
     contact = event.data.contact
     wanted = contact.locale if contact else None
     locale = catalogue.resolve_locale(letter, wanted, rules.defaults.locale)
@@ -98,20 +104,22 @@ def plan_rule(
     # Same contact + event + rule → same point in the delay window, on every evaluation.
     key = spread_key(event, rule)
     due = due_time(event.timestamp, rule.delay, key, rules.defaults.send_window, ZoneInfo(zone))
-    return PlannedLetter(rule.name, letter, locale, zone, due, experiment=experiment, arm=arm)
+    return PlannedLetter(
+        rule.name, letter, locale, zone, due, experiment=name, arm=arm, earlier_arm=earlier
+    )
 
 
 def arm_and_letter(
-    rule: Rule, contact: str, stored: StoredArm | None = None
+    rule: Rule, contact: str, earlier: str | None = None
 ) -> tuple[str | None, str | None, str]:
     """(experiment, arm, letter folder) for a letter of `rule` to `contact`. A closed
     experiment's letters are the winner's arm (whose `variant` shapes them) outside the
     experiment: its report keeps only the letters planned while it ran. The holdout's
-    letter is the rule's own: it is planned like any other, then held out."""
+    letter is the rule's own: it is planned like any other, then held out. `earlier`: the
+    arm stored for the contact, if any."""
     experiment = rule.experiment
     if experiment is None:
         return None, None, rule.letter
-    earlier = stored(experiment.name, contact) if stored is not None else None
     arm = choose_arm(experiment, contact, earlier)
     chosen = experiment.variants.get(arm)
     letter = chosen.letter if chosen is not None else rule.letter

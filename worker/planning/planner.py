@@ -146,7 +146,10 @@ class Planner:
             assert rule is not None
             status, reason = self._verdict(session, event, rule, email, planned.due_at, rules, now)
             if planned.experiment is not None and planned.arm is not None:
-                remember(session, planned.experiment, email, planned.arm, now)
+                if planned.arm != planned.earlier_arm:
+                    remember(
+                        session, planned.experiment, email, planned.arm, now, planned.earlier_arm
+                    )
                 if status == LetterStatus.SCHEDULED and planned.arm == HOLDOUT:
                     # Everything else (suppression, cancel, the cap) decided as for any
                     # letter, so the arms are treated alike until the letter would go.
