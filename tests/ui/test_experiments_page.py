@@ -77,7 +77,7 @@ def test_list(ui_runtime: Runtime, reader: TestClient, clock: FixedClock) -> Non
     populate(ui_runtime, clock, 6)
     html = reader.get(PAGE).text
     letters = len(all_letters(ui_runtime))
-    assert re.search(rf"<td class=\"num\">{letters}</td>", html)
+    assert re.search(rf"<td data-label=\"Letters\" class=\"num\">{letters}</td>", html)
     assert f"a, b, {HOLDOUT}" in html and "deal-closed-thanks" in html
 
 
