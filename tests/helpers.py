@@ -52,7 +52,8 @@ def thankly_in_process(
     Python prints it. For what a command does and says; the entry point, and a process's
     own stderr, are `run_thankly`'s (each command family keeps tests that use it). What a
     command changes in this process (environment, folder, logging, the runtime, the
-    warn-once flag for misspelt variables) is put back afterwards."""
+    warn-once flag for misspelt variables) is put back afterwards. Its output is not
+    coloured, as a process writing to pipes is not, even when pytest runs on a terminal."""
     import logging
     import traceback
     import warnings
@@ -69,6 +70,10 @@ def thankly_in_process(
     saved_logging = [(lg, list(lg.handlers), lg.level, lg.propagate) for lg in loggers]
     saved_showwarning, saved_warned = warnings.showwarning, common._warned
     saved_runtime = process_runtime._current
+    # The consoles chose colours at import, when pytest -s may have had a terminal.
+    saved_colours = [(console, console._color_system) for console in (common.out, common.err)]
+    for console, _ in saved_colours:
+        console._color_system = None
     for key in [k for k in os.environ if k.startswith("THANKLY_")]:
         del os.environ[key]
     os.environ.update(env or {})
@@ -88,6 +93,8 @@ def thankly_in_process(
         logging.captureWarnings(False)
         warnings.showwarning = saved_showwarning
         common._warned = saved_warned
+        for console, colours in saved_colours:
+            console._color_system = colours
         if process_runtime._current is not saved_runtime:
             process_runtime._current.engine.dispose()  # type: ignore[union-attr]
             process_runtime.set_runtime(saved_runtime)
