@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
+from worker.http.client_address import client_address
 from worker.ui.access import (
     COOKIE,
     SESSION_SECONDS,
@@ -19,6 +21,7 @@ from worker.ui.access import (
     viewer,
 )
 from worker.ui.pages import page
+from worker.ui.throttle import LoginThrottle
 
 router = APIRouter()
 log = logging.getLogger(__name__)
@@ -45,11 +48,24 @@ def login(
     require_on(request)
     if not same_origin(request):
         raise HTTPException(403, "this form was sent from another site")
+    throttle: LoginThrottle = request.app.state.login_throttle
+    settings = request.app.state.runtime.settings
+    address = client_address(request, settings.trusted_proxy_networks) or "?"
+    wait = throttle.wait(address)
+    if wait:
+        minutes = max(1, math.ceil(wait / 60))
+        raise HTTPException(
+            429,
+            f"too many wrong tokens from this address: try again in {minutes} minute(s)",
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
     role = role_of(request, token)
     if role is None:
+        throttle.failed(address)
         # Said plainly, and logged without the token (nor any part of it).
-        log.warning("dashboard login refused: wrong token")
+        log.warning("dashboard login refused: wrong token (from %s)", address)
         return page(request, "login.html", None, status=401, next=_next(next), error="wrong token")
+    throttle.succeeded(address)
     response = RedirectResponse(_next(next), status_code=303)
     secure = str(request.app.state.runtime.settings.public_url).startswith("https://")
     response.set_cookie(

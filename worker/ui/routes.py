@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from worker.ui import events, experiments, letters, login, overview, rules, suppressions, upcoming
 from worker.ui.access import LoginRequired, require_on, viewer
 from worker.ui.pages import HERE, TZ_COOKIE, page, zones
+from worker.ui.throttle import LoginThrottle
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 for page_routes in (login, overview, letters, upcoming, events, rules, suppressions, experiments):
@@ -73,10 +74,13 @@ async def _error_page(request: Request, exc: Exception) -> Response:
         who = viewer(request)
     except (LoginRequired, HTTPException):
         who = None
-    return page(request, "error.html", who, status=exc.status_code, message=str(exc.detail))
+    response = page(request, "error.html", who, status=exc.status_code, message=str(exc.detail))
+    response.headers.update(exc.headers or {})  # e.g. a 429's Retry-After
+    return response
 
 
 def install(app: FastAPI) -> None:
+    app.state.login_throttle = LoginThrottle()
     app.include_router(router)
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(StarletteHTTPException, _error_page)
