@@ -120,7 +120,11 @@ from datetime import datetime, timezone
 from worker.db import make_engine, make_session_factory
 from worker.scheduling.claims import claim_due_letters
 factory = make_session_factory(make_engine(sys.argv[1]))
+with factory() as session:  # connected and warm before the start
+    session.connection()
 now = datetime(2026, 12, 1, tzinfo=timezone.utc)
+print("ready", flush=True)
+sys.stdin.readline()  # both start claiming at once: a slow start is no race
 claimed = []
 while True:
     batch = claim_due_letters(factory, now, limit=7)
@@ -136,10 +140,20 @@ def test_two_scheduler_processes_never_claim_a_letter_twice(pg_clean_url: str) -
     _bulk_letters(db_url, 600, datetime(2026, 11, 21, tzinfo=UTC))
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", RACE, db_url], cwd=ROOT, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", RACE, db_url],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for _ in range(2)
     ]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    for proc in procs:  # the start, to both before either is waited for
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     results = [json.loads(proc.communicate(timeout=120)[0]) for proc in procs]
     first, second = (set(r) for r in results)
     assert first and second, "both schedulers should have found work"
