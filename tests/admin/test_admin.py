@@ -375,3 +375,21 @@ def test_exit_1_when_every_letter_was_refused(
     ):
         assert runner.invoke(app, command).exit_code == 1, command
     assert runner.invoke(app, ["letters", "replay", str(failed), str(sent), "--yes"]).exit_code == 0
+
+
+def test_cancel_and_send_now_dry_runs_refuse_alike_and_change_nothing(runtime: Runtime) -> None:
+    ids = letters_in(runtime, ["scheduled", "queued", "failed"])
+    before = {x.id: (x.status, x.due_at) for x in all_letters(runtime)}
+    now = runtime.clock.now()
+    kw: dict[str, Any] = {"actor": "test", "reason": None}
+    window: dict[str, Any] = {"window": None, "default_timezone": "UTC"}
+    cancel = operations.cancel(runtime.session_factory, ids, now, dry_run=True, **kw)
+    send_now = operations.send_now(runtime.session_factory, ids, now, dry_run=True, **kw, **window)
+    # The dry runs agree with what the real operations refuse and do.
+    assert (cancel.done, sorted(cancel.refused)) == (ids[:2], [ids[2]])
+    assert (send_now.done, sorted(send_now.refused)) == (ids[:1], ids[1:])
+    assert {x.id: (x.status, x.due_at) for x in all_letters(runtime)} == before
+    with runtime.session_factory() as session:
+        assert session.scalars(select(AuditEntry)).all() == []
+    real = operations.cancel(runtime.session_factory, ids, now, **kw)
+    assert (real.done, real.refused) == (cancel.done, cancel.refused)

@@ -161,12 +161,21 @@ def replay(
 
 
 def cancel(
-    factory: sessionmaker[Session], ids: list[int], now: datetime, *, actor: str, reason: str | None
+    factory: sessionmaker[Session],
+    ids: list[int],
+    now: datetime,
+    *,
+    actor: str,
+    reason: str | None,
+    dry_run: bool = False,
 ) -> Outcome:
     outcome = Outcome()
     for letter in find_letters(factory, LetterFilter(ids=ids)):
         if letter.status not in PENDING_LETTER_STATUSES:
             outcome.refused[letter.id] = f"{letter.status}: only scheduled or queued letters"
+            continue
+        if dry_run:
+            outcome.done.append(letter.id)
             continue
         with factory.begin() as session:
             changed = session.execute(
@@ -197,6 +206,7 @@ def send_now(
     window: SendWindow | None,
     default_timezone: str,
     ignore_window: bool = False,
+    dry_run: bool = False,
 ) -> Outcome:
     """Skip the wait; the recipient's send window still applies unless ignored."""
     outcome = Outcome()
@@ -206,6 +216,9 @@ def send_now(
             continue
         if letter.status != LetterStatus.SCHEDULED:
             outcome.refused[letter.id] = f"{letter.status}: only scheduled letters"
+            continue
+        if dry_run:
+            outcome.done.append(letter.id)
             continue
         with factory() as session:
             payload = session.scalars(

@@ -11,6 +11,7 @@ and audit rows, with the dashboard viewer as the actor.
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from html import escape
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -163,7 +164,7 @@ def rendered_letter(request: Request, letter_id: LetterId) -> Response:
                 runtime.settings, lambda: request.app.state.secret_key, letter_id
             )
         except RenderError as exc:
-            html = f"<p>This letter cannot be rendered: {_escape(str(exc))}</p>"
+            html = f"<p>This letter cannot be rendered: {escape(str(exc))}</p>"
         else:
             html = preview.rendered.html if preview is not None else "<p>gone</p>"
     return HTMLResponse(
@@ -176,12 +177,6 @@ def rendered_letter(request: Request, letter_id: LetterId) -> Response:
             "Referrer-Policy": "no-referrer",
         },
     )
-
-
-def _escape(text: str) -> str:
-    import html
-
-    return html.escape(text)
 
 
 # --- actions ---------------------------------------------------------------------------
@@ -216,10 +211,8 @@ def _run(
             dry_run=dry_run,
         )
     ids = [x.id for x in find.find_letters(factory, flt)]
-    if dry_run:
-        return _would(factory, action, ids)
     if action == "cancel":
-        return operations.cancel(factory, ids, now, actor=actor, reason=reason)
+        return operations.cancel(factory, ids, now, actor=actor, reason=reason, dry_run=dry_run)
     defaults = rules_in_force(runtime).defaults
     return operations.send_now(
         factory,
@@ -229,26 +222,8 @@ def _run(
         reason=reason,
         window=defaults.send_window,
         default_timezone=defaults.timezone,
+        dry_run=dry_run,
     )
-
-
-def _would(factory: Any, action: str, ids: list[int]) -> operations.Outcome:
-    """What cancel or send-now would do, changing nothing (they have no dry run of their
-    own): the same status checks they make."""
-    outcome = operations.Outcome()
-    allowed = (
-        (LetterStatus.SCHEDULED, LetterStatus.QUEUED)
-        if action == "cancel"
-        else (LetterStatus.SCHEDULED,)
-    )
-    for letter in find.find_letters(factory, find.LetterFilter(ids=ids)):
-        if letter.status == LetterStatus.HELD_OUT:
-            outcome.refused[letter.id] = operations.held_out(letter)
-        elif letter.status in allowed:
-            outcome.done.append(letter.id)
-        else:
-            outcome.refused[letter.id] = f"{letter.status}: only {' or '.join(allowed)} letters"
-    return outcome
 
 
 @router.post("/letters/{letter_id}/{action}")
