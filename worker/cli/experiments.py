@@ -12,6 +12,7 @@ from rich.table import Table
 from worker.cli.common import date_time, fail, out, parse_when, plain, print_json, session_factory
 from worker.cli.common import settings_or_exit as _settings
 from worker.cli.letters import compact_table
+from worker.planning.rules_model import RuleSet
 
 experiments_app = typer.Typer(
     help="A/B tests of letters against a holdout: list them, report their lift.",
@@ -20,10 +21,10 @@ experiments_app = typer.Typer(
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
-def _rules() -> Any:
-    from worker.cli.rules import _rules as load
+def _rules() -> RuleSet:
+    from worker.cli.rules import rules_or_exit
 
-    return load(_settings())
+    return rules_or_exit(_settings())
 
 
 def _percent(value: float | None) -> str:

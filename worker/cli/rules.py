@@ -32,7 +32,7 @@ rules_app = typer.Typer(help="Check, explain and apply the delay rules.", no_arg
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
-def _rules(settings: Settings, file: Path | None = None) -> RuleSet:
+def rules_or_exit(settings: Settings, file: Path | None = None) -> RuleSet:
     try:
         return load_rules(file or settings.rules_file, Catalogue.scan(settings.templates_dir))
     except RulesError as exc:
@@ -52,7 +52,7 @@ def check(
     """Validate a rules file, then its letters (as `templates check`); print one line per
     rule, or each problem with its line."""
     settings = _settings()
-    rules = _rules(settings, file)
+    rules = rules_or_exit(settings, file)
     d = rules.defaults
     window, cap = send_window_text(d.send_window), cap_text(d.frequency_cap)
     out.print(f"{rules.source}: {len(rules.rules)} rule(s), valid")
@@ -84,7 +84,7 @@ def explain_command(
     # Judged as if it arrived now (or, with --at, as if it happened and arrived then), as
     # ingest would: an event past max_event_age plans nothing.
     now = event.timestamp if at is not None else datetime.now(UTC)
-    rules = _rules(settings)
+    rules = rules_or_exit(settings)
     stored, arms_note = _stored_arms(rules)
     result = explain(event, rules, Catalogue.scan(settings.templates_dir), now, stored)
     result["arms_from"] = arms_note
@@ -160,7 +160,7 @@ def apply(
     if not reschedule_:
         _fail("say what to apply: --reschedule (with --dry-run to preview)", 2)
     settings = _settings()
-    rules = _rules(settings)
+    rules = rules_or_exit(settings)
     engine = make_engine(settings.effective_database_url)
     try:
         changes = reschedule(

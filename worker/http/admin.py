@@ -198,10 +198,7 @@ def cancel(body: IdsRequest, request: Request, actor: Actor) -> dict[str, Any]:
 @router.post("/letters/send-now")
 def send_now(body: SendNowRequest, request: Request, actor: Actor) -> dict[str, Any]:
     runtime = _runtime(request)
-    try:
-        defaults = runtime.rules.get().defaults
-    except RulesError as exc:
-        raise HTTPException(503, f"the rules file is not valid: {exc}") from None
+    defaults = rules_in_force(runtime).defaults
     return operations.send_now(
         runtime.session_factory,
         body.ids,
@@ -222,7 +219,7 @@ def stats(request: Request, actor: Actor, since: Moment | None = None) -> dict[s
 @router.get("/experiments")
 def experiments(request: Request, actor: Actor) -> dict[str, Any]:
     runtime = _runtime(request)
-    return {"experiments": list_experiments(runtime.session_factory, _rules_in_force(runtime))}
+    return {"experiments": list_experiments(runtime.session_factory, rules_in_force(runtime))}
 
 
 ExperimentName = Annotated[
@@ -236,14 +233,16 @@ def experiment_report(
 ) -> dict[str, Any]:
     """The same report as `thankly experiments report NAME --json`."""
     runtime = _runtime(request)
-    rules = _rules_in_force(runtime)
+    rules = rules_in_force(runtime)
     try:
         return report(runtime.session_factory, rules, name, runtime.clock.now(), since)
     except UnknownExperiment:
         raise HTTPException(404, f"no experiment {name!r}") from None
 
 
-def _rules_in_force(runtime: Runtime) -> RuleSet:
+def rules_in_force(runtime: Runtime) -> RuleSet:
+    """The rules in force; a file that never loaded is a 503 saying why (the dashboard's
+    pages too)."""
     try:
         return runtime.rules.get()
     except RulesError as exc:

@@ -17,9 +17,10 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 
 from worker.experiments.report import UnknownExperiment, list_experiments, report
+from worker.http.admin import rules_in_force
 from worker.planning.rules_model import HOLDOUT
 from worker.ui.access import viewer
-from worker.ui.pages import Formats, format_locale, page, rules_in_force, runtime_of, viewer_zone
+from worker.ui.pages import Formats, format_locale, page, runtime_of, viewer_zone
 
 router = APIRouter()
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,127}")

@@ -20,10 +20,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from worker.admin import find, operations
 from worker.admin.timeline import letter_timeline
+from worker.http.admin import rules_in_force
 from worker.models import Letter, LetterStatus
 from worker.runtime import Runtime
 from worker.ui.access import Viewer, check_form, viewer
-from worker.ui.pages import page, rules_in_force, runtime_of, viewer_zone
+from worker.ui.pages import page, runtime_of, viewer_zone
 
 router = APIRouter()
 PAGE_SIZE = 50

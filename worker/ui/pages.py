@@ -17,12 +17,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_datetime
 from babel.numbers import format_decimal, format_percent
-from fastapi import HTTPException, Request
+from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from worker.planning.rules import RulesError
-from worker.planning.rules_model import RuleSet
 from worker.runtime import Runtime
 from worker.ui.access import Viewer, csrf_token
 
@@ -143,11 +141,3 @@ def page(
 def runtime_of(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
-
-
-def rules_in_force(runtime: Runtime) -> RuleSet:
-    """The rules in force; a file that never loaded is a 503 page saying why."""
-    try:
-        return runtime.rules.get()
-    except RulesError as exc:
-        raise HTTPException(503, f"the rules file is not valid: {exc}") from None

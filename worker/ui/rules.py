@@ -22,13 +22,14 @@ from starlette.concurrency import run_in_threadpool
 
 from worker.events import InvalidEvent, validate_event
 from worker.experiments.assignment import stored_arm
+from worker.http.admin import rules_in_force
 from worker.planning.describe import cap_text, describe, send_window_text
 from worker.planning.durations import format_duration
 from worker.planning.explain import explain
 from worker.planning.rules_model import RuleSet
 from worker.runtime import Runtime
 from worker.ui.access import Viewer, check_form, viewer
-from worker.ui.pages import Formats, format_locale, page, rules_in_force, runtime_of, viewer_zone
+from worker.ui.pages import Formats, format_locale, page, runtime_of, viewer_zone
 
 router = APIRouter()
 MAX_EVENT = 64 * 1024  # characters of pasted JSON; a CRM event is a few hundred
