@@ -29,8 +29,19 @@ def sender() -> MemorySender:
 
 
 @pytest.fixture
+def ui_settings() -> dict[str, object]:
+    """Settings the dashboard's runtime gets beyond the tokens: a test module overrides
+    this fixture for its own (a rules file, say)."""
+    return {}
+
+
+@pytest.fixture
 def ui_runtime(
-    tmp_path: Path, db_url: str, clock: FixedClock, sender: MemorySender
+    tmp_path: Path,
+    db_url: str,
+    clock: FixedClock,
+    sender: MemorySender,
+    ui_settings: dict[str, object],
 ) -> Iterator[Runtime]:
     runtime = build_runtime(
         make_settings(
@@ -38,6 +49,7 @@ def ui_runtime(
             db_url,
             admin_token=SecretStr(ADMIN_TOKEN),
             readonly_token=SecretStr(READONLY_TOKEN),
+            **ui_settings,
         ),
         clock=clock,
         dispatcher=RecordingDispatcher(),

@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 from sqlalchemy import update
 
-from tests.conftest import NOW, make_settings
+from tests.conftest import NOW
 from tests.experiments.conftest import deal, rules_text
 from tests.helpers import all_letters, ingest_doc
-from tests.ui.conftest import ADMIN_TOKEN, READONLY_TOKEN, client_for
+from tests.ui.conftest import client_for
 from worker.clock import FixedClock
-from worker.delivery.senders import MemorySender
 from worker.experiments.report import report
 from worker.models import Letter
 from worker.planning.rules_model import HOLDOUT
-from worker.queue import RecordingDispatcher
-from worker.runtime import Runtime, build_runtime
+from worker.runtime import Runtime
 from worker.ui.experiments import conversion_chart
 
 PAGE = "/ui/experiments"
@@ -30,27 +26,11 @@ NAME = "deal-thanks-q1"
 
 
 @pytest.fixture
-def ui_runtime(
-    tmp_path: Path, db_url: str, clock: FixedClock, sender: MemorySender
-) -> Iterator[Runtime]:
-    """The dashboard's runtime, with rules that run an experiment on thank-you letters."""
+def ui_settings(tmp_path: Path) -> dict[str, object]:
+    """Rules that run an experiment on thank-you letters."""
     rules = tmp_path / "rules.yaml"
     rules.write_text(rules_text())
-    runtime = build_runtime(
-        make_settings(
-            tmp_path,
-            db_url,
-            rules_file=rules,
-            admin_token=SecretStr(ADMIN_TOKEN),
-            readonly_token=SecretStr(READONLY_TOKEN),
-        ),
-        clock=clock,
-        dispatcher=RecordingDispatcher(),
-        sender=sender,
-        sleep=lambda _: None,
-    )
-    yield runtime
-    runtime.engine.dispose()
+    return {"rules_file": rules}
 
 
 def populate(runtime: Runtime, clock: FixedClock, n: int = 40) -> None:
